@@ -24,7 +24,8 @@ import torch.nn.functional as F
 def unpack_complex(M: torch.Tensor) -> torch.Tensor:
     """mamba_ssm's packing of a complex, time-varying B or C: a real tensor whose last axis holds
     interleaved (real, imag) pairs, (..., 2L) -> complex (..., L)."""
-    return torch.view_as_complex(M.float().unflatten(-1, (-1, 2)).contiguous())
+    real = torch.promote_types(M.dtype, torch.float32)  # keep float64 for a float64 oracle
+    return torch.view_as_complex(M.to(real).unflatten(-1, (-1, 2)).contiguous())
 
 
 def expand_bc(M: torch.Tensor, dim: int, is_complex: bool) -> torch.Tensor:
