@@ -74,8 +74,12 @@ def _range(S: torch.Tensor, rate: torch.Tensor):
 
 
 class _Scan:
-    def __init__(self, dt, du, A, Bs, Cs, limit):
+    def __init__(self, dt, du, A, Bs, Cs, limit, h_grad=False):
         self.dt, self.du, self.A, self.B, self.C, self.limit = dt, du, A, Bs, Cs, limit
+        # In-place products only where autograd does not need the overwritten values.
+        self.inplace = not torch.is_grad_enabled() or (not h_grad and not any(
+            t.requires_grad for t in (dt, du, A, Bs.M, Cs.M)
+        ))
         self.rate = (A.real if A.is_complex() else A).abs().amax(-1)  # (dim,)
 
     def block(self, h, t0, t1, S=None, m=None, R=None):
@@ -93,10 +97,11 @@ class _Scan:
             return torch.cat([y0, y1], -1), h
         A, Bt, Ct = self.A, self.B(t0, t1), self.C(t0, t1)
         E = torch.exp((S - m[..., None])[..., None] * A[:, None])  # (batch, dim, T, N)
-        W = torch.reciprocal(E) * Bt * self.du[..., t0:t1, None]  # F_s Δ_s B_s u_s
-        h0 = torch.exp(m[..., None] * A) * h  # G h_0, joined to the first term of the sum
-        W = torch.cat([W[:, :, :1] + h0[:, :, None], W[:, :, 1:]], dim=2)
-        H = torch.cumsum(W, dim=2) * E  # h_t for every t of the block
+        W = torch.div(Bt, E)  # F_s B_s
+        W = W.mul_(self.du[..., t0:t1, None]) if self.inplace else W * self.du[..., t0:t1, None]
+        W[:, :, 0] += torch.exp(m[..., None] * A) * h  # G h_0 joins the first term of the sum
+        W.cumsum_(dim=2)  # (not saved by autograd, so in place is safe)
+        H = W.mul_(E) if self.inplace else W * E  # h_t for every t of the block
         y = (H * Ct).sum(-1)
         return (2 * y.real if y.is_complex() else y), H[:, :, -1]
 
@@ -137,12 +142,12 @@ def selective_scan_ref(
         dt = F.softplus(dt)
     uf = u.to(real)
     A = A.to(cplx if is_complex else real)
-    scan = _Scan(dt, dt * uf, A, _BC(B, dim, is_complex, real, cplx), _BC(C, dim, is_complex, real, cplx),
-                 MAX_EXPONENT[real])
     if initial_state is None:
         h = torch.zeros(batch, dim, A.shape[1], dtype=A.dtype, device=u.device)
     else:
         h = initial_state.to(A.dtype)
+    scan = _Scan(dt, dt * uf, A, _BC(B, dim, is_complex, real, cplx), _BC(C, dim, is_complex, real, cplx),
+                 MAX_EXPONENT[real], h.requires_grad)
 
     # Cumulative sums, exponent offsets and ranges of all chunks at once (cheap: (batch, dim, L)).
     T = min(chunk_size, L)
