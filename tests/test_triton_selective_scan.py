@@ -1,0 +1,174 @@
+"""Triton selective scan (Mamba-1) against the per-step float64 oracle and the chunked reference.
+
+Runs on CUDA, or on the CPU under TRITON_INTERPRET=1 (CI; tests/conftest.py sets it when no GPU
+is present). Errors are ‖a − b‖ / ‖b‖ against float64; every input is a fresh random draw (never
+zeros); forward, last state and every input gradient (u, delta, A, B, C, D, z, delta_bias,
+initial_state) are checked, with a random gradient on the last state too.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from seqssm.ops.reference.recurrence import selective_scan_naive
+from seqssm.ops.reference.selective_scan import selective_scan_ref
+
+if not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"):
+    pytest.skip("Triton kernels need CUDA or TRITON_INTERPRET=1", allow_module_level=True)
+
+from seqssm.kernels.selective_scan import selective_scan_triton  # noqa: E402
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+TOL = {torch.float32: 2e-5, torch.bfloat16: 1.5e-2, torch.float16: 5e-3}
+NAMES = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"]
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    if a.is_complex() or b.is_complex():
+        a, b = torch.view_as_real(a.to(torch.complex128)), torch.view_as_real(b.to(torch.complex128))
+    a, b = a.double(), b.double()
+    assert torch.isfinite(a).all()
+    return ((a - b).norm() / b.norm()).item()
+
+
+def make(batch, dim, N, L, *, cplx=False, bc="var", groups=2, optional=True, seed=None):
+    """float64 inputs in mamba_ssm's layouts. bc: "var" (batch, N, L), "group" (batch, groups, N, L)
+    or "ti" (dim, N). Δ's pre-activation straddles softplus' knee; Re A < 0."""
+    g = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(0, 2**31, (1,))))
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)
+    ct = torch.complex128
+    A = -(torch.rand(dim, N, generator=g, dtype=torch.float64) + 0.2)
+    if cplx:
+        A = torch.complex(A, 3 * r(dim, N))
+    Lb = 2 * L if cplx else L
+    if bc == "ti":
+        B, C = (torch.complex(r(dim, N), r(dim, N)) if cplx else r(dim, N) for _ in range(2))
+    elif bc == "group":
+        B, C = r(batch, groups, N, Lb), r(batch, groups, N, Lb)
+    else:
+        B, C = r(batch, N, Lb), r(batch, N, Lb)
+    d = {"u": r(batch, dim, L), "delta": r(batch, dim, L) - 1.0, "A": A, "B": B, "C": C,
+         "D": None, "z": None, "delta_bias": None, "initial_state": None}
+    if optional:
+        d.update(D=r(dim), z=r(batch, dim, L), delta_bias=0.3 * r(dim),
+                 initial_state=torch.complex(r(batch, dim, N), r(batch, dim, N)).to(ct) if cplx
+                 else r(batch, dim, N))
+    return d
+
+
+def to_kernel(d: dict, dtype: torch.dtype) -> dict:
+    """Activations (u, delta, z, B, C time-varying) in ``dtype``; parameters and the state fp32."""
+    out = {}
+    for k, v in d.items():
+        if v is None:
+            out[k] = None
+            continue
+        if v.is_complex():
+            v = v.to(torch.complex64)
+        elif k in ("u", "delta", "z") or (k in ("B", "C") and v.dim() > 2):
+            v = v.to(dtype)
+        else:
+            v = v.float()
+        out[k] = v.to(DEV).requires_grad_()
+    return out
+
+
+def run_both(d64: dict, dtype: torch.dtype, softplus: bool = True):
+    """(kernel outputs, kernel grads, oracle outputs, oracle grads, names) with the oracle fed the
+    kernel's (rounded) inputs in float64."""
+    dk = to_kernel(d64, dtype)
+    names = [k for k in NAMES if dk[k] is not None]
+    do = {k: (None if v is None else v.detach().cpu().to(
+        torch.complex128 if v.is_complex() else torch.float64).requires_grad_()) for k, v in dk.items()}
+    args = lambda d: [d[k] for k in NAMES[:8]]
+    out, last = selective_scan_triton(*args(dk), softplus, dk["initial_state"])
+    ref, ref_last = selective_scan_naive(*args(do), softplus, do["initial_state"])
+    g_out = torch.randn_like(ref)
+    g_last = torch.randn_like(ref_last)
+    grads = torch.autograd.grad((out, last), [dk[k] for k in names],
+                                (g_out.to(DEV, out.dtype), g_last.to(DEV, last.dtype)))
+    grads_ref = torch.autograd.grad((ref, ref_last), [do[k] for k in names], (g_out, g_last))
+    return (out, last), dict(zip(names, grads, strict=True)), (ref, ref_last), dict(zip(names, grads_ref, strict=True))
+
+
+def check(d64, dtype=torch.float32, softplus=True, tol=None):
+    tol = tol or TOL[dtype]
+    (out, last), grads, (ref, ref_last), grads_ref = run_both(d64, dtype, softplus)
+    errs = {"out": rel(out.cpu(), ref), "last_state": rel(last.cpu(), ref_last)}
+    errs.update({f"d{k}": rel(grads[k].cpu(), grads_ref[k]) for k in grads})
+    bad = {k: v for k, v in errs.items() if not v < tol}
+    assert not bad, f"relative errors over {tol}: {bad} (all: {errs})"
+    return errs
+
+
+@pytest.mark.parametrize(
+    "batch,dim,N,L,bc",
+    [(1, 8, 4, 37, "var"), (2, 8, 5, 29, "group"), (2, 4, 3, 23, "ti"), (2, 4, 16, 17, "var"),
+     (1, 4, 4, 1, "var")],
+)
+def test_real_fp32(batch, dim, N, L, bc):
+    check(make(batch, dim, N, L, bc=bc))
+
+
+@pytest.mark.parametrize("batch,dim,N,L,bc", [(1, 4, 4, 31, "var"), (2, 4, 3, 19, "ti"),
+                                              (2, 8, 2, 13, "group")])
+def test_complex_fp32(batch, dim, N, L, bc):
+    check(make(batch, dim, N, L, cplx=True, bc=bc))
+
+
+def test_no_optional_inputs():
+    """D, z, delta_bias, initial_state absent, no softplus (delta made positive)."""
+    d = make(2, 4, 4, 21, optional=False)
+    d["delta"] = d["delta"].abs() * 0.3
+    check(d, softplus=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_inputs(dtype):
+    check(make(2, 8, 4, 33), dtype=dtype)
+
+
+def test_matches_chunked_reference():
+    d = make(2, 8, 4, 45, bc="group")
+    dk = to_kernel(d, torch.float32)
+    args = [dk[k] for k in NAMES[:8]]
+    out, last = selective_scan_triton(*args, True, dk["initial_state"])
+    ref, ref_last = selective_scan_ref(*[None if a is None else a.detach().cpu() for a in args], True,
+                                       dk["initial_state"].detach().cpu())
+    assert rel(out.cpu(), ref) < 2e-5 and rel(last.cpu(), ref_last) < 2e-5
+
+
+@pytest.mark.parametrize("cplx", [False, True])
+def test_state_passing_split(cplx):
+    """One pass == two passes joined by the state, forward and backward (through the state)."""
+    L = 41
+    split = int(torch.randint(1, L - 1, (1,)))
+    d = to_kernel(make(2, 4, 4, L, cplx=cplx), torch.float32)
+    args = lambda sl: [d["u"][..., sl], d["delta"][..., sl], d["A"], _slice_bc(d["B"], sl, cplx),
+                       _slice_bc(d["C"], sl, cplx), d["D"], d["z"][..., sl], d["delta_bias"]]
+    full, full_last = selective_scan_triton(*args(slice(None)), True, d["initial_state"])
+    y1, h1 = selective_scan_triton(*args(slice(0, split)), True, d["initial_state"])
+    y2, h2 = selective_scan_triton(*args(slice(split, None)), True, h1)
+    assert rel(torch.cat([y1, y2], -1).cpu(), full.detach().cpu()) < 2e-6
+    assert rel(h2.cpu(), full_last.detach().cpu()) < 2e-6
+    leaves = [d[k] for k in NAMES]
+    g = torch.randn_like(full)
+    ga = torch.autograd.grad(full, leaves, g)
+    gb = torch.autograd.grad(torch.cat([y1, y2], -1), leaves, g)
+    for name, a, b in zip(NAMES, gb, ga, strict=True):
+        assert rel(a.cpu(), b.cpu()) < 1e-5, name
+
+
+def _slice_bc(M, sl, cplx):
+    if not cplx:
+        return M[..., sl]
+    return M.unflatten(-1, (-1, 2))[..., sl, :].flatten(-2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("L", [257, 1000])
+def test_long(L):
+    check(make(2, 16, 16, L, bc="group"))
