@@ -110,7 +110,7 @@ def test_split_with_state_equals_one_pass(cplx):
     w = torch.randn_like(full)
     g_full = torch.autograd.grad((full * w).sum(), list(leaves.values()))
     g_split = torch.autograd.grad((torch.cat([o1, o2], -1) * w).sum(), list(leaves.values()))
-    for gf, gs in zip(g_full, g_split):
+    for gf, gs in zip(g_full, g_split, strict=True):
         assert rel(gs, gf) < 1e-10
 
 

@@ -63,7 +63,8 @@ def test_seq_idx_packing_equals_each_sequence_alone_and_varlen_states():
                                  cu_seqlens=cu, varlen_states=True)
     for i in range(len(lens)):
         sl = slice(int(cu[i]), int(cu[i + 1]))
-        alone, h_alone = ssd_naive(*(t if t.dim() == 1 else t[:, sl] for t in core), a["D"], a["z"][:, sl], a["dt_bias"], True)
+        piece = (t if t.dim() == 1 else t[:, sl] for t in core)
+        alone, h_alone = ssd_naive(*piece, a["D"], a["z"][:, sl], a["dt_bias"], True)
         assert rel(out[:, sl], alone) < 1e-10
         assert rel(varlen[i], h_alone[0]) < 1e-10
     assert rel(final, varlen[-1:]) < 1e-12
@@ -115,7 +116,7 @@ def test_split_with_state_equals_one_pass():
     assert rel(split, full) < 1e-12 and rel(h2, h_full) < 1e-12
     w = torch.randn_like(full)
     for gf, gs in zip(torch.autograd.grad((full * w).sum(), list(leaves.values())),
-                      torch.autograd.grad((split * w).sum(), list(leaves.values()))):
+                      torch.autograd.grad((split * w).sum(), list(leaves.values())), strict=True):
         assert rel(gs, gf) < 1e-10
 
 
