@@ -1,8 +1,8 @@
 """RMSNorm with a fused residual add (the backbone's pre-norm), and Mamba-2's gated RMSNorm.
 
-    residual' = x + residual                    (kept in fp32)
-    out = residual' / sqrt(mean(residual'^2) + eps) · weight
-    gated (norm_before_gate=False): out = RMSNorm(x · silu(z)) per group of ``group_size`` channels
+residual' = x + residual                    (kept in fp32)
+out = residual' / sqrt(mean(residual'^2) + eps) · weight
+gated (norm_before_gate=False): out = RMSNorm(x · silu(z)) per group of ``group_size`` channels
 """
 
 from __future__ import annotations

@@ -1,0 +1,44 @@
+"""Checkpoints: recognise one that belongs to another model before Lightning tries to load it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from seqssm.errors import CheckpointError
+from seqssm.models import ModelConfig
+
+# Keys that change only how a model runs, not what its parameters are.
+RUNTIME_KEYS = {"backend", "chunk_size"}
+
+
+def read_hparams(path: str | os.PathLike) -> dict:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise CheckpointError(f"ckpt_path={path}: no such file")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as e:  # a truncated or foreign file
+        raise CheckpointError(f"ckpt_path={path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hp, dict) or "model" not in hp or "task" not in hp:
+        raise CheckpointError(f"ckpt_path={path}: not a seqssm training checkpoint (no task/model hyper-parameters)")
+    return hp
+
+
+def check_checkpoint(path: str | os.PathLike, task: str, model_cfg: ModelConfig) -> str:
+    """Return ``path`` if it is a checkpoint of the same task and model shape, else raise a
+    CheckpointError naming the first difference."""
+    hp = read_hparams(path)
+    if hp["task"] != task:
+        raise CheckpointError(f"ckpt_path={path}: a checkpoint of task {hp['task']!r}, this run is task {task!r}")
+    ours = asdict(model_cfg)
+    for key, value in hp["model"].items():
+        if key not in RUNTIME_KEYS and ours.get(key) != value:
+            raise CheckpointError(
+                f"ckpt_path={path}: checkpoint has model.{key}={value!r}, this run has model.{key}={ours.get(key)!r}"
+            )
+    return str(Path(path).expanduser())

@@ -1,0 +1,7 @@
+"""Models built from the blocks: the backbone and the language-model head."""
+
+from seqssm.models.backbone import Backbone
+from seqssm.models.config import ModelConfig
+from seqssm.models.lm import MambaLMHeadModel
+
+__all__ = ["Backbone", "MambaLMHeadModel", "ModelConfig"]

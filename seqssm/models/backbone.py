@@ -1,0 +1,63 @@
+"""The backbone: token embedding, N residual blocks (pre-norm, fp32 residual), final norm.
+Parameter names follow mamba_ssm's ``MixerModel`` (``embedding``, ``layers.{i}.norm``,
+``layers.{i}.mixer``, ``norm_f``)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from seqssm.models.config import ModelConfig
+from seqssm.modules.block import Block
+from seqssm.modules.mamba import Mamba
+from seqssm.modules.mamba2 import Mamba2
+from seqssm.modules.norm import RMSNorm
+
+
+def make_mixer(cfg: ModelConfig) -> nn.Module:
+    if cfg.mixer == "mamba":
+        return Mamba(cfg.d_model, cfg.d_state, cfg.d_conv, cfg.expand, complex=cfg.complex, backend=cfg.backend)
+    return Mamba2(
+        cfg.d_model,
+        cfg.d_state,
+        cfg.d_conv,
+        cfg.expand,
+        headdim=cfg.headdim,
+        ngroups=cfg.ngroups,
+        chunk_size=cfg.chunk_size,
+        norm_eps=cfg.norm_eps,
+        backend=cfg.backend,
+    )
+
+
+class Backbone(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:
+        super().__init__()
+        cfg.validate()
+        self.embedding = nn.Embedding(vocab_size, cfg.d_model)
+        self.layers = nn.ModuleList(
+            Block(cfg.d_model, make_mixer(cfg), cfg.norm_eps, cfg.backend) for _ in range(cfg.n_layer)
+        )
+        self.norm_f = RMSNorm(cfg.d_model, eps=cfg.norm_eps, backend=cfg.backend)
+
+    def forward(self, input_ids: torch.Tensor, states: list | None = None, return_states: bool = False):
+        """input_ids: (batch, L) -> hidden (batch, L, d_model). ``states`` (one per layer) continue
+        an earlier piece of the same sequences; ``return_states`` also returns the states after
+        the last token, so a long sequence can be run piece by piece with the same result."""
+        hidden, residual, new_states = self.embedding(input_ids), None, []
+        for i, layer in enumerate(self.layers):
+            state = None if states is None else states[i]
+            hidden, residual, state = layer(hidden, residual, state, return_states)
+            new_states.append(state)
+        hidden = self.norm_f(hidden, residual, prenorm=False)
+        return (hidden, new_states) if return_states else hidden
+
+    def init_states(self, batch: int, device: torch.device | None = None) -> list:
+        return [layer.mixer.init_state(batch, device) for layer in self.layers]
+
+    def step(self, input_ids: torch.Tensor, states: list) -> torch.Tensor:
+        """One token per sequence: input_ids (batch,) -> hidden (batch, d_model); states in place."""
+        hidden, residual = self.embedding(input_ids), None
+        for layer, state in zip(self.layers, states, strict=True):
+            hidden, residual = layer.step(hidden, residual, state)
+        return self.norm_f(hidden, residual, prenorm=False)

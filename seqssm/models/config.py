@@ -1,0 +1,53 @@
+"""The model configuration: one plain dataclass, validated before anything is built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seqssm.errors import ConfigError
+
+MIXERS = ("mamba", "mamba2")
+
+
+@dataclass
+class ModelConfig:
+    """Backbone and mixer sizes. Defaults are a small model that trains on a CPU in minutes."""
+
+    mixer: str = "mamba"  # "mamba" (Mamba-1, S6) or "mamba2" (SSD)
+    d_model: int = 128
+    n_layer: int = 4
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    headdim: int = 64  # mamba2 only
+    ngroups: int = 1  # mamba2 only
+    chunk_size: int = 256  # mamba2 only
+    complex: bool = False  # mamba only: complex diagonal A (S4D-Lin), complex B and C
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+    pad_vocab_size_multiple: int = 8
+    backend: str = "auto"  # "auto" | "reference" | "triton" for every primitive
+
+    def validate(self) -> None:
+        if self.mixer not in MIXERS:
+            raise ConfigError(f"model.mixer={self.mixer!r}: expected one of {', '.join(MIXERS)}")
+        for key in ("d_model", "n_layer", "d_state", "d_conv", "expand", "headdim", "ngroups", "chunk_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key}={getattr(self, key)}: expected a positive integer")
+        if not 2 <= self.d_conv <= 4:
+            raise ConfigError(f"model.d_conv={self.d_conv}: expected 2, 3 or 4")
+        if self.backend not in ("auto", "reference", "triton"):
+            raise ConfigError(f"model.backend={self.backend!r}: expected auto, reference or triton")
+        if self.mixer == "mamba2":
+            d_inner = self.expand * self.d_model
+            if d_inner % self.headdim:
+                raise ConfigError(
+                    f"model: mamba2 needs expand*d_model ({d_inner}) divisible by model.headdim ({self.headdim})"
+                )
+            if (d_inner // self.headdim) % self.ngroups:
+                raise ConfigError(
+                    f"model: mamba2 has {d_inner // self.headdim} heads, not divisible by model.ngroups "
+                    f"({self.ngroups})"
+                )
+            if self.complex:
+                raise ConfigError("model.complex=true is a Mamba-1 option: use it with model.mixer=mamba")

@@ -1,0 +1,104 @@
+"""``python -m seqssm.train task=dna model=mamba trainer=cpu [key=value ...]``
+
+One run writes one folder (``outputs/DATE/TIME/``): ``config.yaml`` (resolved), ``csv/`` and
+``tb/`` logs, ``checkpoints/last.ckpt`` and ``best.ckpt``, ``metrics.json`` and ``loss.png``.
+Resume with ``ckpt_path=.../checkpoints/last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from seqssm.checkpoint import check_checkpoint
+from seqssm.config import OptimConfig, TrainerConfig, to_dataclass
+from seqssm.errors import ConfigError, SeqssmError
+from seqssm.io import AtomicCheckpointIO, write_json, write_text
+from seqssm.lit import SequenceModel
+from seqssm.models import ModelConfig
+from seqssm.plots import plot_loss_curve
+from seqssm.tasks import TASKS, make_task
+
+KNOWN_KEYS = {"task", "model", "trainer", "optim", "seed", "ckpt_path"}
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict:
+    unknown = sorted(set(cfg.keys()) - KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown top-level key (expected one of: {', '.join(sorted(KNOWN_KEYS))})")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model_cfg = to_dataclass(ModelConfig, cfg.model, "model")
+    optim_cfg = to_dataclass(OptimConfig, cfg.optim, "optim")
+    trainer_cfg = to_dataclass(TrainerConfig, cfg.trainer, "trainer")
+    task = make_task(cfg.task, cfg.seed)
+    ckpt_path = check_checkpoint(cfg.ckpt_path, task.name, model_cfg) if cfg.ckpt_path else None
+    write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    dm = task.datamodule()
+    module = SequenceModel(task, model_cfg, optim_cfg)
+    n_params = sum(p.numel() for p in module.net.parameters())
+    print(f"seqssm: task={task.name} mixer={model_cfg.mixer} params={n_params:,} run folder {out_dir}")
+
+    checkpoint = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True
+    )
+    trainer = L.Trainer(
+        **asdict(trainer_cfg),
+        default_root_dir=str(out_dir),
+        logger=[CSVLogger(out_dir, name="", version="csv"), TensorBoardLogger(out_dir, name="", version="tb")],
+        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step")],
+        plugins=[AtomicCheckpointIO()],
+    )
+    start = time.time()
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    train_seconds = time.time() - start
+    (val,) = trainer.validate(module, datamodule=dm, verbose=False)
+    results = {k: float(v) for k, v in val.items()}
+    results.update(task.baselines())
+    results.update({"params": n_params, "steps": trainer.global_step, "train_seconds": round(train_seconds, 1)})
+    if trainer.is_global_zero:
+        write_json(out_dir / "metrics.json", results)
+        csv_path = out_dir / "csv" / "metrics.csv"
+        if csv_path.exists():
+            plot_loss_curve(csv_path, out_dir / "loss.png", f"{task.name} / {model_cfg.mixer}")
+        print(f"seqssm: {task.summary(results)}")
+        print(f"seqssm: wrote {out_dir / 'metrics.json'}")
+    return results
+
+
+def register_schemas() -> None:
+    """Typed schemas for the config groups: Hydra then rejects unknown keys and wrong types when it
+    composes the config, naming the key."""
+    cs = ConfigStore.instance()
+    cs.store(group="model", name="schema", node=ModelConfig)
+    cs.store(group="trainer", name="schema", node=TrainerConfig)
+    for name, (_, cfg_cls) in TASKS.items():
+        cs.store(group="task", name=f"{name}_schema", node=cfg_cls)
+
+
+register_schemas()
+
+
+@hydra.main(version_base=None, config_path="pkg://seqssm.configs", config_name="train")
+def main(cfg: DictConfig) -> None:
+    torch.set_float32_matmul_precision("high")
+    try:
+        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except SeqssmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

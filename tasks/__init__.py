@@ -1,0 +1,20 @@
+"""The tasks, by the name used on the command line (``task=NAME``). A task is one file."""
+
+from __future__ import annotations
+
+from seqssm.tasks.base import Task
+from seqssm.tasks.dna import DNAConfig, DNATask
+
+from seqssm.config import to_dataclass
+from seqssm.errors import ConfigError
+
+TASKS = {"dna": (DNATask, DNAConfig)}
+
+
+def make_task(cfg, seed: int) -> Task:
+    """Build the task named by ``cfg.name`` from its config group."""
+    name = cfg.get("name") if cfg is not None else None
+    if name not in TASKS:
+        raise ConfigError(f"task.name={name!r}: expected one of {', '.join(sorted(TASKS))}")
+    task_cls, cfg_cls = TASKS[name]
+    return task_cls(to_dataclass(cfg_cls, cfg, "task"), seed)
