@@ -1,0 +1,265 @@
+"""Depthwise causal conv1d (width 2-4, optional SiLU) in Triton, forward, backward and decode step.
+
+    pre[b, d, t] = bias[d] + Σ_{k<W} weight[d, k] · x[b, d, t - (W-1) + k]      (x before 0: the
+    out = act(pre),  act = identity or silu                                      initial states)
+
+With ``seq_idx`` a tap is dropped where seq_idx at the tap's position differs from seq_idx at t
+(the initial states count as part of the first sequence). Backward, with g = ∂L/∂pre::
+
+    ∂L/∂x[p] = Σ_k weight[k] g[p + (W-1) - k]        ∂L/∂weight[k] = Σ_t g[t] x[t - (W-1) + k]
+    ∂L/∂bias = Σ_t g[t]
+
+One program owns a (BLOCK_D, BLOCK_L) tile; the W taps are W shifted loads of the same rows (L1
+hits). The backward recomputes ``pre`` at the W shifts it needs instead of storing it.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _tap(x_ptr, init_ptr, seq_ptr, row, irow, sb, t, p, m_d, L,
+         W: tl.constexpr, HAS_INIT: tl.constexpr, HAS_SEQ: tl.constexpr, seq_t):
+    """x at positions p (BLOCK_L,) for rows ``row`` (BLOCK_D, 1), from the initial states where
+    p < 0; zero where p is outside, or (seq_idx) in another sequence than t."""
+    mp = (p >= 0) & (p < L)
+    v = tl.load(x_ptr + row + p[None, :], mask=m_d[:, None] & mp[None, :], other=0.0).to(tl.float32)
+    if HAS_INIT:
+        mi = (p < 0) & (p >= -(W - 1))
+        v += tl.load(init_ptr + irow + (p + W - 1)[None, :], mask=m_d[:, None] & mi[None, :],
+                     other=0.0).to(tl.float32)
+    if HAS_SEQ:
+        sp = tl.load(seq_ptr + sb + tl.maximum(p, 0), mask=(p < L), other=-1)
+        v = tl.where((sp == seq_t)[None, :], v, 0.0)
+    return v
+
+
+@triton.jit
+def _pre(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, row, irow, sb, offs_d, t, m_d, L,
+         W: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, HAS_SEQ: tl.constexpr):
+    """The pre-activation at positions t (any, masked outside [0, L))."""
+    seq_t = t * 0
+    if HAS_SEQ:
+        seq_t = tl.load(seq_ptr + sb + tl.minimum(tl.maximum(t, 0), L - 1))
+    acc = 0.0
+    for k in tl.static_range(W):
+        wk = tl.load(w_ptr + offs_d * W + k, mask=m_d, other=0.0).to(tl.float32)
+        acc += wk[:, None] * _tap(x_ptr, init_ptr, seq_ptr, row, irow, sb, t, t - (W - 1) + k,
+                                  m_d, L, W, HAS_INIT, HAS_SEQ, seq_t)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)[:, None]
+    return acc
+
+
+@triton.jit
+def conv1d_fwd_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, out_ptr, dim, L,
+                      W: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
+                      HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, HAS_SEQ: tl.constexpr,
+                      SILU: tl.constexpr):
+    t = tl.program_id(0) * BLOCK_L + tl.arange(0, BLOCK_L)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    b64 = tl.program_id(2).to(tl.int64)
+    m_d = offs_d < dim
+    row = b64 * dim * L + offs_d.to(tl.int64)[:, None] * L
+    irow = (b64 * dim + offs_d.to(tl.int64)[:, None]) * (W - 1)
+    sb = b64 * L
+    acc = _pre(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, row, irow, sb, offs_d, t, m_d, L,
+               W, HAS_BIAS, HAS_INIT, HAS_SEQ)
+    if SILU:
+        acc = acc * tl.sigmoid(acc)
+    m = m_d[:, None] & (t < L)[None, :]
+    tl.store(out_ptr + row + t[None, :], acc.to(out_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def conv1d_bwd_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, gout_ptr, gx_ptr, gw_ptr, gb_ptr,
+                      dim, L,
+                      W: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
+                      HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, HAS_SEQ: tl.constexpr,
+                      SILU: tl.constexpr):
+    """gx for the tile's positions p; gw, gbias partial sums over the tile's outputs t, added
+    atomically into fp32 (dim, W) and (dim,)."""
+    p = tl.program_id(0) * BLOCK_L + tl.arange(0, BLOCK_L)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    b64 = tl.program_id(2).to(tl.int64)
+    m_d = offs_d < dim
+    row = b64 * dim * L + offs_d.to(tl.int64)[:, None] * L
+    irow = (b64 * dim + offs_d.to(tl.int64)[:, None]) * (W - 1)
+    sb = b64 * L
+    m_p = m_d[:, None] & (p < L)[None, :]
+    seq_p = p * 0
+    if HAS_SEQ:
+        seq_p = tl.load(seq_ptr + sb + tl.minimum(p, L - 1))
+    gx = tl.zeros((BLOCK_D, BLOCK_L), tl.float32)
+    for s in tl.static_range(W):
+        # output position t = p + s reads x[p] through tap k = W-1-s
+        t = p + s
+        m_t = m_d[:, None] & (t < L)[None, :]
+        g = tl.load(gout_ptr + row + t[None, :], mask=m_t, other=0.0).to(tl.float32)
+        if SILU:
+            pre = _pre(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, row, irow, sb, offs_d, t, m_d, L,
+                       W, HAS_BIAS, HAS_INIT, HAS_SEQ)
+            sg = tl.sigmoid(pre)
+            g = g * sg * (1.0 + pre * (1.0 - sg))
+        if HAS_SEQ:
+            seq_t = tl.load(seq_ptr + sb + tl.minimum(t, L - 1))
+            g_x = tl.where((seq_t == seq_p)[None, :], g, 0.0)
+        else:
+            g_x = g
+        wk = tl.load(w_ptr + offs_d * W + (W - 1 - s), mask=m_d, other=0.0).to(tl.float32)
+        gx += wk[:, None] * g_x
+        if s == 0:  # the tile's own outputs: weight and bias gradients
+            seq_own = seq_p
+            for k in tl.static_range(W):
+                xv = _tap(x_ptr, init_ptr, seq_ptr, row, irow, sb, p, p - (W - 1) + k, m_d, L,
+                          W, HAS_INIT, HAS_SEQ, seq_own)
+                tl.atomic_add(gw_ptr + offs_d * W + k, tl.sum(g * xv, 1), mask=m_d, sem="relaxed")
+            if HAS_BIAS:
+                tl.atomic_add(gb_ptr + offs_d, tl.sum(g, 1), mask=m_d, sem="relaxed")
+    tl.store(gx_ptr + row + p[None, :], gx.to(gx_ptr.dtype.element_ty), mask=m_p)
+
+
+@triton.jit
+def conv1d_update_kernel(x_ptr, state_ptr, w_ptr, b_ptr, out_ptr, dim, s_xb, s_sb, s_sd,
+                         W: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                         SILU: tl.constexpr):
+    offs_d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
+    b64 = tl.program_id(1).to(tl.int64)
+    m_d = offs_d < dim
+    xv = tl.load(x_ptr + b64 * s_xb + offs_d, mask=m_d, other=0.0).to(tl.float32)
+    sp = state_ptr + b64 * s_sb + offs_d * s_sd
+    acc = tl.load(w_ptr + offs_d * W + (W - 1), mask=m_d, other=0.0).to(tl.float32) * xv
+    for j in tl.static_range(W - 1):  # window = (state[0], ..., state[W-2], x)
+        sj = tl.load(sp + j, mask=m_d, other=0.0)
+        acc += tl.load(w_ptr + offs_d * W + j, mask=m_d, other=0.0).to(tl.float32) * sj.to(tl.float32)
+        if j > 0:
+            tl.store(sp + (j - 1), sj, mask=m_d)
+    tl.store(sp + (W - 2), xv.to(state_ptr.dtype.element_ty), mask=m_d)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)
+    if SILU:
+        acc = acc * tl.sigmoid(acc)
+    tl.store(out_ptr + b64 * s_xb + offs_d, acc.to(out_ptr.dtype.element_ty), mask=m_d)
+
+
+def _blocks(x: torch.Tensor) -> tuple[int, int]:
+    return (4, 16) if not x.is_cuda else (16, 128)
+
+
+def _fwd(x, weight, bias, seq_idx, init, silu: bool) -> torch.Tensor:
+    batch, dim, L = x.shape
+    W = weight.shape[1]
+    out = torch.empty_like(x)
+    bd, bl = _blocks(x)
+    grid = (triton.cdiv(L, bl), triton.cdiv(dim, bd), batch)
+    conv1d_fwd_kernel[grid](x, weight, bias, init, seq_idx, out, dim, L, W=W, BLOCK_D=bd, BLOCK_L=bl,
+                            HAS_BIAS=bias is not None, HAS_INIT=init is not None,
+                            HAS_SEQ=seq_idx is not None, SILU=silu, num_warps=4)
+    return out
+
+
+class _CausalConv1d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, seq_idx, initial_states, silu):
+        batch, dim, L = x.shape
+        W = weight.shape[1]
+        xk = x.contiguous()
+        wk = weight.contiguous()
+        bk = None if bias is None else bias.contiguous()
+        sk = None if seq_idx is None else seq_idx.to(torch.int32).contiguous()
+        ik = None if initial_states is None else initial_states.to(x.dtype).contiguous()
+        out = _fwd(xk, wk, bk, sk, ik, silu)
+        if L >= W - 1:
+            final = xk[:, :, L - (W - 1):].clone()
+        else:
+            past = ik if ik is not None else x.new_zeros(batch, dim, W - 1)
+            final = torch.cat([past, xk], -1)[:, :, -(W - 1):].contiguous()
+        ctx.save_for_backward(xk, wk, bk, sk, ik)
+        ctx.silu = silu
+        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
+        return out, final
+
+    @staticmethod
+    def backward(ctx, gout, gfinal):
+        xk, wk, bk, sk, ik = ctx.saved_tensors
+        batch, dim, L = xk.shape
+        W = wk.shape[1]
+        gout = torch.zeros_like(xk) if gout is None else gout.contiguous()
+        gx = torch.empty_like(xk)
+        gw = torch.zeros(dim, W, device=xk.device, dtype=torch.float32)
+        gb = torch.zeros(dim, device=xk.device, dtype=torch.float32) if bk is not None else None
+        bd, bl = _blocks(xk)
+        grid = (triton.cdiv(L, bl), triton.cdiv(dim, bd), batch)
+        conv1d_bwd_kernel[grid](xk, wk, bk, ik, sk, gout, gx, gw, gb, dim, L, W=W, BLOCK_D=bd,
+                                BLOCK_L=bl, HAS_BIAS=bk is not None, HAS_INIT=ik is not None,
+                                HAS_SEQ=sk is not None, SILU=ctx.silu, num_warps=4)
+        ginit = None
+        if ik is not None and ctx.needs_input_grad[4]:
+            ginit = _init_grad(xk, wk, bk, sk, ik, gout, ctx.silu)
+        if gfinal is not None:  # final states are the last W-1 inputs (initial states if L short)
+            n = min(L, W - 1)
+            gx[:, :, L - n:] += gfinal[:, :, W - 1 - n:].to(gx.dtype)
+            if ginit is not None and n < W - 1:
+                ginit[:, :, n:] += gfinal[:, :, : W - 1 - n].to(ginit.dtype)
+        w_dt, b_dt = ctx.dtypes
+        return gx, gw.to(w_dt), None if gb is None else gb.to(b_dt), None, ginit, None
+
+
+def _init_grad(x, w, b, seq, init, gout, silu: bool) -> torch.Tensor:
+    """Gradient of the initial states: only outputs t < W-1 read them, so differentiate the
+    reference on that short head."""
+    from seqssm.ops.reference.conv1d import causal_conv1d_ref
+
+    n = min(x.shape[-1], w.shape[1] - 1)
+    with torch.enable_grad():
+        i = init.detach().float().requires_grad_()
+        out, _ = causal_conv1d_ref(x[:, :, :n].float(), w.float(), None if b is None else b.float(),
+                                   None if seq is None else seq[:, :n], i, "silu" if silu else None)
+        (g,) = torch.autograd.grad(out, i, gout[:, :, :n].float())
+    return g.to(init.dtype)
+
+
+def causal_conv1d_triton(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    seq_idx: torch.Tensor | None = None,
+    initial_states: torch.Tensor | None = None,
+    activation: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x: (batch, dim, L); weight: (dim, width) with width 2-4; bias: (dim,); seq_idx: (batch, L);
+    initial_states: (batch, dim, width - 1); activation None / "silu" / "swish". Returns
+    ``(out, final_states)``, both differentiable (final_states: the last width - 1 inputs)."""
+    if not 2 <= weight.shape[1] <= 4:
+        raise ValueError(f"width {weight.shape[1]}: the Triton conv supports 2-4")
+    silu = activation in ("silu", "swish")
+    return _CausalConv1d.apply(x, weight, bias, seq_idx, initial_states, silu)
+
+
+def causal_conv1d_update_triton(
+    x: torch.Tensor,
+    conv_state: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    activation: str | None = None,
+) -> torch.Tensor:
+    """One decode step. x: (batch, dim) (or (batch, dim, l): l steps in turn); conv_state
+    (batch, dim, width - 1), contiguous on its last axis, updated in place. Returns out like x."""
+    if x.dim() == 3:
+        return torch.stack([causal_conv1d_update_triton(x[:, :, i], conv_state, weight, bias, activation)
+                            for i in range(x.shape[-1])], -1)
+    batch, dim = x.shape
+    W = weight.shape[1]
+    if conv_state.stride(-1) != 1:
+        raise ValueError("conv_state must be contiguous on its last axis")
+    x = x.contiguous() if x.stride(-1) != 1 else x
+    out = torch.empty_like(x)
+    bd = 128 if x.is_cuda else 16
+    conv1d_update_kernel[(triton.cdiv(dim, bd), batch)](
+        x, conv_state, weight.contiguous(), bias, out, dim, x.stride(0), conv_state.stride(0),
+        conv_state.stride(1), W=W, BLOCK_D=bd, HAS_BIAS=bias is not None,
+        SILU=activation in ("silu", "swish"), num_warps=4)
+    return out
