@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from seqssm.kernels.ssd_common import mma
 
 
 @triton.jit
@@ -50,14 +51,14 @@ def _bc_bwd_kernel(
         dcbT = tl.load(dcbp + t[None, :] * CS + m[:, None])
         ct = tl.load(Cp + pt[:, None] * s_cl + n[None, :] * s_cn,
                      mask=(pt[:, None] < L) & nmask[None, :], other=0.0)
-        dB += tl.dot(dcbT.to(ct.dtype), ct)
+        dB += mma(dcbT.to(ct.dtype), ct)
     for s0 in range(0, (mb + 1) * BM, BT):  # dC_m += Σ_s d(CBᵀ)[m, s] B_s
         s = s0 + tl.arange(0, BT)
         ps = c * CS + s
         dcb = tl.load(dcbp + m[:, None] * CS + s[None, :])
         bs = tl.load(Bp + ps[:, None] * s_bl + n[None, :] * s_bn,
                      mask=(ps[:, None] < L) & nmask[None, :], other=0.0)
-        dC += tl.dot(dcb.to(bs.dtype), bs)
+        dC += mma(dcb.to(bs.dtype), bs)
     cm = tl.load(Cp + pm[:, None] * s_cl + n[None, :] * s_cn, mask=mn, other=0.0).to(tl.float32)
     if HAS_SEQ:
         qm = tl.load(seq_ptr + b * s_qb + pm * s_ql, mask=mmask, other=-2)
@@ -83,11 +84,11 @@ def _bc_bwd_kernel(
             xm = tl.load(x_ptr + b * s_xb + h * s_xh + pm[:, None] * s_xl + p[None, :] * s_xp,
                          mask=mp, other=0.0)
             gs = tl.load(gst_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
-            accB += tl.dot(xm, gs.to(xm.dtype))
+            accB += mma(xm, gs.to(xm.dtype))
             dym = tl.load(dy_ptr + b * s_yb + h * s_yh + pm[:, None] * s_yl + p[None, :] * s_yp,
                           mask=mp, other=0.0)
             hp = tl.load(hprev_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
-            accC += tl.dot(dym, hp.to(dym.dtype))
+            accC += mma(dym, hp.to(dym.dtype))
         dB += accB * wB[:, None]
         accC *= wC[:, None]
         dC += accC

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from seqssm.kernels.ssd_common import mma
 
 
 @triton.jit
@@ -48,7 +49,7 @@ def _cb_fwd_kernel(
             k = k0 + tl.arange(0, BK)
             ct = tl.load(Cp + k[None, :] * s_cn, mask=(pt[:, None] < L) & (k[None, :] < N), other=0.0)
             bs = tl.load(Bp + k[:, None] * s_bn, mask=(ps[None, :] < L) & (k[:, None] < N), other=0.0)
-            acc += tl.dot(ct, bs)
+            acc += mma(ct, bs)
     off = (pid_bc * G + g) * CS * CS + t[:, None] * CS + s[None, :]
     tl.store(out_ptr + off, acc)
 
@@ -96,7 +97,7 @@ def _cb_bwd_kernel(
                          mask=(pt[:, None] < L) & (p[None, :] < P), other=0.0)
             xs = tl.load(x_ptr + b * s_xb + h * s_xh + ps[None, :] * s_xl + p[:, None] * s_xp,
                          mask=(ps[None, :] < L) & (p[:, None] < P), other=0.0)
-            dyx += tl.dot(dy, xs.to(dy.dtype))
+            dyx += mma(dy, xs.to(dy.dtype))
         decay = tl.exp(tl.minimum(a_t[:, None] - a_s[None, :], 0.0))
         w = tl.where(keep, dyx * decay * dt_s[None, :], 0.0)
         acc += w

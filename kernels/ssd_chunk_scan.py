@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from seqssm.kernels.ssd_common import mma
 
 
 @triton.jit
@@ -59,7 +60,7 @@ def _chunk_scan_fwd_kernel(
         n = n0 + tl.arange(0, BN)
         ct = tl.load(Cp + n[None, :] * s_cn, mask=tmask[:, None] & (n[None, :] < N), other=0.0)
         hp = tl.load(Hp + n[:, None], mask=pmask[None, :] & (n[:, None] < N), other=0.0)
-        acc += tl.dot(ct, hp.to(ct.dtype))
+        acc += mma(ct, hp.to(ct.dtype))
     acc *= scale[:, None]
     # intra-chunk: (L ∘ C Bᵀ)(Δ X)
     xp = x_ptr + b * s_xb + h * s_xh
@@ -78,7 +79,7 @@ def _chunk_scan_fwd_kernel(
         w = tl.where(keep, w, 0.0)
         xs = tl.load(xp + ps[:, None] * s_xl + p[None, :] * s_xp,
                      mask=(ps[:, None] < L) & pmask[None, :], other=0.0)
-        acc += tl.dot(w.to(xs.dtype), xs)
+        acc += mma(w.to(xs.dtype), xs)
     m2 = tmask[:, None] & pmask[None, :]
     if HAS_D:
         d = tl.load(D_ptr + h * s_dh + p * s_dp, mask=pmask, other=0.0).to(tl.float32)
@@ -133,7 +134,7 @@ def _chunk_scan_bwd_dx_kernel(
         n = n0 + tl.arange(0, BN)
         bs = tl.load(Bp + n[None, :] * s_bn, mask=smask[:, None] & (n[None, :] < N), other=0.0)
         gt = tl.load(Gp + n[:, None], mask=pmask[None, :] & (n[:, None] < N), other=0.0)
-        acc += tl.dot(bs, gt.to(bs.dtype))
+        acc += mma(bs, gt.to(bs.dtype))
     acc *= w_end[:, None]
     xs = tl.load(x_ptr + b * s_xb + h * s_xh + ps[:, None] * s_xl + p[None, :] * s_xp,
                  mask=m2, other=0.0).to(tl.float32)
@@ -154,7 +155,7 @@ def _chunk_scan_bwd_dx_kernel(
         w = tl.where(keep, cbT * tl.exp(tl.minimum(a_t[None, :] - a_s[:, None], 0.0)), 0.0)
         dyt = tl.load(dyp + pt[:, None] * s_yl + p[None, :] * s_yp,
                       mask=(pt[:, None] < L) & pmask[None, :], other=0.0)
-        acc += tl.dot(w.to(dyt.dtype), dyt)
+        acc += mma(w.to(dyt.dtype), dyt)
     gdt = tl.sum(xs * acc, axis=1)
     tl.store(gdt_ptr + base + s, gdt)
     dx = acc * dt_s[:, None]

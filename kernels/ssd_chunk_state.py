@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from seqssm.kernels.ssd_common import mma
 
 
 @triton.jit
@@ -64,7 +65,7 @@ def _chunk_state_kernel(
         if HAS_SEQ:
             qk = tl.load(seq_ptr + b * s_qb + pk * s_ql, mask=pk < L, other=-1)
             w = tl.where(qk == q_ref, w, 0.0)
-        acc += tl.dot((xk * w[None, :]).to(yk.dtype), yk)
+        acc += mma((xk * w[None, :]).to(yk.dtype), yk)
     off = ((pid_bc * H + h) * P + p[:, None]) * N + n[None, :]
     tl.store(out_ptr + off, acc, mask=(p[:, None] < P) & (n[None, :] < N))
 
@@ -99,7 +100,7 @@ def _varlen_state_kernel(
                      mask=valid[:, None] & (n[None, :] < N), other=0.0)
         w = tl.exp(tl.minimum(a_e - tl.load(acs_ptr + base + k), 0.0)) * tl.load(dtp_ptr + base + k)
         w = tl.where(valid, w, 0.0)
-        acc += tl.dot((xk * w[None, :]).to(bk.dtype), bk)
+        acc += mma((xk * w[None, :]).to(bk.dtype), bk)
     if (start < c * CS) | (start == 0):  # the state entering the chunk belongs to this sequence
         hp = tl.load(states_ptr + ((c * H + h) * P + p[:, None]) * N + n[None, :], mask=pn_mask, other=0.0)
         acc += tl.exp(a_e) * hp.to(tl.float32)
