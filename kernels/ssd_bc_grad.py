@@ -16,9 +16,10 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from seqssm.kernels.ssd_common import mma
+from seqssm.kernels.ssd_common import mma, tune
 
 
+@tune(key=["H", "G", "P", "N", "CS"], restore=["gacs_ptr"])
 @triton.jit
 def _bc_bwd_kernel(
     x_ptr, dy_ptr, B_ptr, C_ptr, dcb_ptr, gst_ptr, hprev_ptr, dtp_ptr, acs_ptr, seq_ptr,
@@ -118,6 +119,6 @@ def bc_bwd(
     _bc_bwd_kernel[grid](
         x, dy, B, C, dcb, gst, hprev, dtp, acs, q, dB, dC, g_acs, L, H, G, P, N, nc,
         *x.stride(), *dy.stride(), *B.stride(), *C.stride(), *sq, *dB.stride(),
-        HAS_SEQ=seq_idx is not None, CS=cs, BM=BM, BT=BT, BP=BP, BN=BN, num_warps=8,
+        HAS_SEQ=seq_idx is not None, CS=cs, BM=BM, BT=BT, BP=BP, BN=BN,
     )
     return dB, dC

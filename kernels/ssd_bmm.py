@@ -21,9 +21,10 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from seqssm.kernels.ssd_common import mma
+from seqssm.kernels.ssd_common import mma, tune
 
 
+@tune(key=["N", "CS", "BT"])
 @triton.jit
 def _cb_fwd_kernel(
     C_ptr, B_ptr, out_ptr, L, G, N, nchunks,
@@ -54,6 +55,7 @@ def _cb_fwd_kernel(
     tl.store(out_ptr + off, acc)
 
 
+@tune(key=["H", "G", "P", "CS", "BT"], restore=["gacs_ptr"])
 @triton.jit
 def _cb_bwd_kernel(
     x_ptr, dy_ptr, cb_ptr, dtp_ptr, acs_ptr, seq_ptr, dcb_ptr, gacs_ptr,
@@ -120,7 +122,6 @@ def chunk_cb(C: torch.Tensor, B: torch.Tensor, chunk_size: int) -> torch.Tensor:
     grid = (b * nc, G, (chunk_size // BT) * (chunk_size // BS))
     _cb_fwd_kernel[grid](
         C, B, out, L, G, N, nc, *C.stride(), *B.stride(), CS=chunk_size, BT=BT, BS=BS, BK=BK,
-        num_warps=4,
     )
     return out
 
@@ -140,6 +141,6 @@ def chunk_cb_bwd(
     grid = (b * nc, G, (cs // BT) * (cs // BS))
     _cb_bwd_kernel[grid](
         x, dy, cb, dtp, acs, q, dcb, g_acs, L, H, G, P, nc, *x.stride(), *dy.stride(), *sq,
-        HAS_SEQ=seq_idx is not None, CS=cs, BT=BT, BS=BS, BP=BP, num_warps=4,
+        HAS_SEQ=seq_idx is not None, CS=cs, BT=BT, BS=BS, BP=BP,
     )
     return dcb

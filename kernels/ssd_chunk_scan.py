@@ -20,9 +20,10 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from seqssm.kernels.ssd_common import mma
+from seqssm.kernels.ssd_common import mma, tune
 
 
+@tune(key=["P", "N", "CS", "HAS_Z", "STORE_Y"])
 @triton.jit
 def _chunk_scan_fwd_kernel(
     x_ptr, C_ptr, cb_ptr, hprev_ptr, dtp_ptr, acs_ptr, seq_ptr, D_ptr, z_ptr, out_ptr, y_ptr,
@@ -95,6 +96,7 @@ def _chunk_scan_fwd_kernel(
     tl.store(out_ptr + o_off, acc.to(out_ptr.dtype.element_ty), mask=m2)
 
 
+@tune(key=["P", "N", "CS"], restore=["gacs_ptr"])
 @triton.jit
 def _chunk_scan_bwd_dx_kernel(
     x_ptr, dy_ptr, B_ptr, cb_ptr, gst_ptr, dtp_ptr, acs_ptr, seq_ptr, D_ptr,
@@ -221,7 +223,7 @@ def chunk_scan_fwd(
         x, C, cb, hprev, dtp, acs, q, D if D is not None else x, zz, out, y if y is not None else out,
         L, H, G, P, N, nc, *x.stride(), *C.stride(), *zz.stride(), *out.stride(), *sq, *_d_strides(D),
         HAS_SEQ=seq_idx is not None, HAS_D=D is not None, HAS_Z=z is not None, STORE_Y=y is not None,
-        CS=cs, BT=BT, BS=BS, BP=BP, BN=BN, num_warps=4,
+        CS=cs, BT=BT, BS=BS, BP=BP, BN=BN,
     )
     return out, y
 
@@ -251,7 +253,6 @@ def chunk_scan_bwd_dx(
         dD if dD is not None else gdt, g_acs, L, H, G, P, N, nc,
         *x.stride(), *dy.stride(), *B.stride(), *sq, *_d_strides(D), *dx.stride(),
         HAS_SEQ=seq_idx is not None, HAS_D=D is not None, CS=cs, BS=BS, BT=BT, BP=BP, BN=BN,
-        num_warps=4,
     )
     if dD is not None:
         dD = dD.sum(0)

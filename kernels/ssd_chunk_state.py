@@ -19,9 +19,10 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from seqssm.kernels.ssd_common import mma
+from seqssm.kernels.ssd_common import mma, tune
 
 
+@tune(key=["P", "N", "CS", "TO_END"])
 @triton.jit
 def _chunk_state_kernel(
     X_ptr, Y_ptr, dtp_ptr, acs_ptr, seq_ptr, out_ptr,
@@ -129,7 +130,7 @@ def chunk_state(
     grid = (b * nc, H, triton.cdiv(P, BP) * triton.cdiv(N, BN))
     _chunk_state_kernel[grid](
         X, Y, dtp, acs, q, out, L, H, G, P, N, nc, *X.stride(), *Y.stride(), *sq,
-        TO_END=to_end, HAS_SEQ=seq_idx is not None, CS=cs, BP=BP, BN=BN, BK=BK, num_warps=4,
+        TO_END=to_end, HAS_SEQ=seq_idx is not None, CS=cs, BP=BP, BN=BN, BK=BK,
     )
     return out
 

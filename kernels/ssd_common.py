@@ -20,3 +20,13 @@ def mma(a, b):
         return tl.dot(a.to(tl.float32), b.to(tl.float32))
     else:
         return tl.dot(a, b)
+
+
+def tune(key: list[str], restore: list[str] | None = None):
+    """Autotune warps and pipeline depth on a GPU (block shapes are set by the callers); under the
+    interpreter the kernel runs as written, with 4 warps. ``restore`` names outputs that the kernel
+    accumulates into, so that trial runs leave them as they were."""
+    if INTERPRET:
+        return lambda fn: fn
+    configs = [triton.Config({}, num_warps=w, num_stages=s) for w in (4, 8) for s in (1, 2, 3)]
+    return triton.autotune(configs=configs, key=key, restore_value=restore or [])
