@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+import types
 
 import torch
 import torch.nn.functional as F
@@ -277,6 +278,10 @@ def main():
     mamba_fn = None
     if a.sdist and not a.no_mamba:
         sys.path.insert(0, a.sdist)
+        # a bare package object: mamba_ssm/__init__.py imports its CUDA extension, which we don't build
+        pkg = types.ModuleType("mamba_ssm")
+        pkg.__path__ = [os.path.join(a.sdist, "mamba_ssm")]
+        sys.modules.setdefault("mamba_ssm", pkg)
         try:
             from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined as mamba_fn
         except Exception as e:  # keep going with ours
