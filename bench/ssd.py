@@ -24,7 +24,24 @@ import types
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, ROOT)
+
+
+def map_kernels_package():
+    """Make ``seqssm.kernels`` (the top-level kernels/ folder) importable from a plain checkout."""
+    import seqssm
+
+    try:
+        import seqssm.kernels  # noqa: F401
+    except ModuleNotFoundError:
+        path = os.path.join(ROOT, "kernels")
+        spec = importlib.util.spec_from_file_location(
+            "seqssm.kernels", os.path.join(path, "__init__.py"), submodule_search_locations=[path])
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["seqssm.kernels"] = mod
+        spec.loader.exec_module(mod)
+        seqssm.kernels = mod
 
 
 def bench(fn, rep_ms=200):
@@ -269,6 +286,7 @@ def main():
     ap.add_argument("--big", default="", help="fwd or fwdbwd: the 1M x 4096 (64-bit offsets) check")
     ap.add_argument("--no-mamba", action="store_true")
     a = ap.parse_args()
+    map_kernels_package()
     os.makedirs(a.out, exist_ok=True)
     import triton
 
