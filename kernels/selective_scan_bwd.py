@@ -33,8 +33,10 @@ from seqssm.kernels.selective_scan_fwd import _bc_strides, _expand_bc, _load_bc
 def _softplus_grad(x, SOFTPLUS: tl.constexpr):
     """(Δ, dΔ/dx)."""
     if SOFTPLUS:
-        return softplus(x), tl.sigmoid(x)
-    return x, x * 0.0 + 1.0
+        d, s = softplus(x), tl.sigmoid(x)
+    else:
+        d, s = x, x * 0.0 + 1.0
+    return d, s
 
 
 @triton.jit

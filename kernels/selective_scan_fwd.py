@@ -45,8 +45,10 @@ def _load_bc(ptr, b64, g, offs_d64, offs_n, t, m_d, m_n, m_t,
 def _expand_bc(x, VAR: tl.constexpr):
     """A (N, L) or (D, N) tile -> broadcastable against (D, N, L)."""
     if VAR:
-        return x[None, :, :]
-    return x[:, :, None]
+        r = x[None, :, :]
+    else:
+        r = x[:, :, None]
+    return r
 
 
 @triton.jit
