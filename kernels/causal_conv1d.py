@@ -146,7 +146,7 @@ def conv1d_update_kernel(x_ptr, state_ptr, w_ptr, b_ptr, out_ptr, dim, s_xb, s_s
 
 
 def _blocks(x: torch.Tensor) -> tuple[int, int]:
-    return (4, 16) if not x.is_cuda else (16, 128)
+    return (4, 16) if not x.is_cuda else (4, 256)
 
 
 def _fwd(x, weight, bias, seq_idx, init, silu: bool) -> torch.Tensor:
