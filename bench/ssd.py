@@ -230,8 +230,8 @@ def stage_times(res, batch, heads, n, L):
     st["b_dhprev"] = bench(lambda: sc.chunk_state(dy, t["C"], dtp, acs, None, to_end=False))
     g_acs = torch.zeros_like(acs)
     dh = sc.chunk_state(dy, t["C"], dtp, acs, None, to_end=False)
-    st["b_state_passing"] = bench(lambda: sc.state_passing_bwd(dh.clone(), final, hprev, acs, None, g_acs, False))
-    G, _ = sc.state_passing_bwd(dh, final, hprev, acs, None, g_acs, False)
+    st["b_state_passing"] = bench(lambda: sc.state_passing_bwd(dh.clone(), final, acs, None, False))
+    G, _ = sc.state_passing_bwd(dh, final, acs, None, False)
     st["b_dcb"] = bench(lambda: sc.chunk_cb_bwd(t["x"], dy, cb, dtp, acs, None, g_acs))
     dcb = sc.chunk_cb_bwd(t["x"], dy, cb, dtp, acs, None, g_acs)
     st["b_dx"] = bench(lambda: sc.chunk_scan_bwd_dx(t["x"], dy, t["B"], cb, G, dtp, acs, None, t["D"], g_acs))
@@ -271,6 +271,8 @@ SHAPES = {
     "quick": [(2048, 2048, 4), (2048, 8192, 4), (2048, 32768, 4)],
     "full": [(2048, 2048, 4), (2048, 8192, 4), (2048, 32768, 4), (4096, 8192, 4), (4096, 32768, 2),
              (2048, 131072, 1), (4096, 131072, 1)],
+    "wide": [(4096, 8192, 4)],
+    "long": [(2048, 131072, 1), (4096, 131072, 1)],
     "huge": [(2048, 1048576, 1)],
 }
 
@@ -318,7 +320,6 @@ def main():
     print(f"copy {bw / 1e12:.2f} TB/s  bf16 matmul {fl / 1e12:.0f} TFLOP/s", flush=True)
     if a.stages:
         stage_times(res, 4, 32, 128, 32768)
-        stage_times(res, 4, 32, 128, 2048)
         save()
     ours_fn = ssd_triton_api
     for dim, L, batch in [s for name in a.shapes.split(",") for s in SHAPES[name]]:

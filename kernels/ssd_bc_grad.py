@@ -8,7 +8,8 @@ k_t = exp(acs_t) if t belongs to the sequence of the entering state, else 0)::
     dC_t = Σ_{s ≤ t} d(CBᵀ)[t, s] B_s  +  Σ_h k_h,t  dY_h,t H_prev,h     ((T × S)(S × N), (T × P)(P × N))
 
 and the inter-chunk part of ∂L/∂acs_t = ⟨dY_t, Y_off,t⟩ = ⟨k_t dY_t H_prev, C_t⟩, read off the
-second sum of dC per head.
+second sum of dC per head, and the state passing's ∂L/∂acs_end += k d ⟨G_c, H_prev,c⟩ (G and H_prev
+are loaded here anyway).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ def _bc_bwd_kernel(
     HAS_SEQ: tl.constexpr, CS: tl.constexpr, BM: tl.constexpr, BT: tl.constexpr,
     BP: tl.constexpr, BN: tl.constexpr,
 ):
-    pid_bc = tl.program_id(0).to(tl.int64)
+    pid_bc = tl.program_id(2).to(tl.int64)
     g = tl.program_id(1).to(tl.int64)
-    mb = tl.program_id(2)
+    mb = tl.program_id(0)
     b = pid_bc // nchunks
     c = pid_bc % nchunks
     m = mb * BM + tl.arange(0, BM)
@@ -77,6 +78,7 @@ def _bc_bwd_kernel(
             wC = tl.where(qm == q_prev, wC, 0.0)
         accB = tl.zeros((BM, BN), dtype=tl.float32)
         accC = tl.zeros((BM, BN), dtype=tl.float32)
+        gh = tl.zeros((BP, BN), dtype=tl.float32)
         st_off = ((pid_bc * H + h) * P) * N
         for p0 in range(0, P, BP):
             p = p0 + tl.arange(0, BP)
@@ -90,10 +92,16 @@ def _bc_bwd_kernel(
                           mask=mp, other=0.0)
             hp = tl.load(hprev_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
             accC += mma(dym, hp.to(dym.dtype))
+            gh += gs * hp.to(tl.float32)
         dB += accB * wB[:, None]
         accC *= wC[:, None]
         dC += accC
         tl.atomic_add(gacs_ptr + base + m, tl.sum(accC * cm, axis=1))
+        if mb == 0:  # the state passing's decay: ∂L/∂acs_end += k d ⟨G_c, H_prev⟩
+            kd = tl.exp(tl.load(acs_ptr + base + CS - 1))
+            if HAS_SEQ:
+                kd = tl.where(q_prev == q_end, kd, 0.0)
+            tl.atomic_add(gacs_ptr + base + CS - 1, kd * tl.sum(tl.sum(gh, axis=1), axis=0))
     o_off = b * s_gb + g * s_gg + pm[:, None] * s_gl + n[None, :] * s_gn  # dB, dC: contiguous
     tl.store(dB_ptr + o_off, dB.to(dB_ptr.dtype.element_ty), mask=mn)
     tl.store(dC_ptr + o_off, dC.to(dC_ptr.dtype.element_ty), mask=mn)
@@ -115,7 +123,7 @@ def bc_bwd(
     BN = triton.next_power_of_2(N)
     q = seq_idx if seq_idx is not None else acs
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
-    grid = (b * nc, G, cs // BM)
+    grid = (cs // BM, G, b * nc)
     _bc_bwd_kernel[grid](
         x, dy, B, C, dcb, gst, hprev, dtp, acs, q, dB, dC, g_acs, L, H, G, P, N, nc,
         *x.stride(), *dy.stride(), *B.stride(), *C.stride(), *sq, *dB.stride(),

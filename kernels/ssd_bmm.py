@@ -31,11 +31,11 @@ def _cb_fwd_kernel(
     s_cb, s_cl, s_cg, s_cn, s_bb, s_bl, s_bg, s_bn,
     CS: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr,
 ):
-    pid_bc = tl.program_id(0).to(tl.int64)
+    pid_bc = tl.program_id(2).to(tl.int64)
     g = tl.program_id(1).to(tl.int64)
     n_sb = CS // BS
-    tb = tl.program_id(2) // n_sb
-    sb = tl.program_id(2) % n_sb
+    tb = tl.program_id(0) // n_sb
+    sb = tl.program_id(0) % n_sb
     b = pid_bc // nchunks
     c = pid_bc % nchunks
     t = tb * BT + tl.arange(0, BT)
@@ -52,7 +52,7 @@ def _cb_fwd_kernel(
             bs = tl.load(Bp + k[:, None] * s_bn, mask=(ps[None, :] < L) & (k[:, None] < N), other=0.0)
             acc += mma(ct, bs)
     off = (pid_bc * G + g) * CS * CS + t[:, None] * CS + s[None, :]
-    tl.store(out_ptr + off, acc)
+    tl.store(out_ptr + off, acc.to(out_ptr.dtype.element_ty))
 
 
 @tune(key=["H", "G", "P", "CS", "BT"], restore=["gacs_ptr"])
@@ -63,11 +63,11 @@ def _cb_bwd_kernel(
     s_xb, s_xl, s_xh, s_xp, s_yb, s_yl, s_yh, s_yp, s_qb, s_ql,
     HAS_SEQ: tl.constexpr, CS: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BP: tl.constexpr,
 ):
-    pid_bc = tl.program_id(0).to(tl.int64)
+    pid_bc = tl.program_id(2).to(tl.int64)
     g = tl.program_id(1).to(tl.int64)
     n_sb = CS // BS
-    tb = tl.program_id(2) // n_sb
-    sb = tl.program_id(2) % n_sb
+    tb = tl.program_id(0) // n_sb
+    sb = tl.program_id(0) % n_sb
     b = pid_bc // nchunks
     c = pid_bc % nchunks
     t = tb * BT + tl.arange(0, BT)
@@ -83,7 +83,7 @@ def _cb_bwd_kernel(
         qt = tl.load(seq_ptr + b * s_qb + pt * s_ql, mask=pt < L, other=-1)
         qs = tl.load(seq_ptr + b * s_qb + ps * s_ql, mask=ps < L, other=-2)
         keep &= qt[:, None] == qs[None, :]
-    cb = tl.load(cb_ptr + off_cb)
+    cb = tl.load(cb_ptr + off_cb).to(tl.float32)
     acc = tl.zeros((BT, BS), dtype=tl.float32)
     hpg = H // G
     for i in range(0, hpg):
@@ -112,14 +112,14 @@ def _blocks(cs: int) -> int:
 
 
 def chunk_cb(C: torch.Tensor, B: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """(C Bᵀ) per chunk: C, B (batch, L, groups, N) -> fp32 (batch, nchunks, groups, Q, Q), zero
-    above the diagonal blocks."""
+    """(C Bᵀ) per chunk: C, B (batch, L, groups, N) -> (batch, nchunks, groups, Q, Q) in C's dtype
+    (fp32 accumulation), zero above the diagonal blocks."""
     b, L, G, N = C.shape
     nc = triton.cdiv(L, chunk_size)
-    out = torch.empty(b, nc, G, chunk_size, chunk_size, device=C.device, dtype=torch.float32)
+    out = torch.empty(b, nc, G, chunk_size, chunk_size, device=C.device, dtype=C.dtype)
     BT = BS = _blocks(chunk_size)
     BK = min(64, triton.next_power_of_2(N))
-    grid = (b * nc, G, (chunk_size // BT) * (chunk_size // BS))
+    grid = ((chunk_size // BT) * (chunk_size // BS), G, b * nc)
     _cb_fwd_kernel[grid](
         C, B, out, L, G, N, nc, *C.stride(), *B.stride(), CS=chunk_size, BT=BT, BS=BS, BK=BK,
     )
@@ -133,12 +133,12 @@ def chunk_cb_bwd(
     """d(CBᵀ) (batch, nchunks, groups, Q, Q) fp32; adds the row part of ∂L/∂acs into ``g_acs``."""
     b, L, H, P = x.shape
     nc, G, cs = cb.shape[1], cb.shape[2], cb.shape[3]
-    dcb = torch.empty_like(cb)
+    dcb = torch.empty(cb.shape, device=cb.device, dtype=torch.float32)
     BT = BS = _blocks(cs)
     BP = min(64, triton.next_power_of_2(P))
     q = seq_idx if seq_idx is not None else dtp
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
-    grid = (b * nc, G, (cs // BT) * (cs // BS))
+    grid = ((cs // BT) * (cs // BS), G, b * nc)
     _cb_bwd_kernel[grid](
         x, dy, cb, dtp, acs, q, dcb, g_acs, L, H, G, P, nc, *x.stride(), *dy.stride(), *sq,
         HAS_SEQ=seq_idx is not None, CS=cs, BT=BT, BS=BS, BP=BP,

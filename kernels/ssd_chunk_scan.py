@@ -33,12 +33,12 @@ def _chunk_scan_fwd_kernel(
     HAS_SEQ: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, STORE_Y: tl.constexpr,
     CS: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr,
 ):
-    pid_bc = tl.program_id(0).to(tl.int64)
+    pid_bc = tl.program_id(2).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     g = h // (H // G)
     n_pb = tl.cdiv(P, BP)
-    tb = tl.program_id(2) // n_pb
-    pb = tl.program_id(2) % n_pb
+    tb = tl.program_id(0) // n_pb
+    pb = tl.program_id(0) % n_pb
     b = pid_bc // nchunks
     c = pid_bc % nchunks
     t = tb * BT + tl.arange(0, BT)
@@ -107,9 +107,9 @@ def _chunk_scan_bwd_dx_kernel(
     HAS_SEQ: tl.constexpr, HAS_D: tl.constexpr,
     CS: tl.constexpr, BS: tl.constexpr, BT: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr,
 ):
-    pid_bc = tl.program_id(0).to(tl.int64)
+    pid_bc = tl.program_id(2).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
-    sb = tl.program_id(2)
+    sb = tl.program_id(0)
     g = h // (H // G)
     b = pid_bc // nchunks
     c = pid_bc % nchunks
@@ -218,7 +218,7 @@ def chunk_scan_fwd(
     q = seq_idx if seq_idx is not None else acs
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
     zz = z if z is not None else x
-    grid = (b * nc, H, (cs // BT) * triton.cdiv(P, BP))
+    grid = ((cs // BT) * triton.cdiv(P, BP), H, b * nc)  # chunk slowest: C, CBᵀ shared in L2
     _chunk_scan_fwd_kernel[grid](
         x, C, cb, hprev, dtp, acs, q, D if D is not None else x, zz, out, y if y is not None else out,
         L, H, G, P, N, nc, *x.stride(), *C.stride(), *zz.stride(), *out.stride(), *sq, *_d_strides(D),
@@ -247,7 +247,7 @@ def chunk_scan_bwd_dx(
     dD = torch.empty(b * nc * n_sb, H, P, device=x.device, dtype=torch.float32) if D is not None else None
     q = seq_idx if seq_idx is not None else acs
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
-    grid = (b * nc, H, n_sb)
+    grid = (n_sb, H, b * nc)
     _chunk_scan_bwd_dx_kernel[grid](
         x, dy, B, cb, gst, dtp, acs, q, D if D is not None else x, dx, gdt,
         dD if dD is not None else gdt, g_acs, L, H, G, P, N, nc,

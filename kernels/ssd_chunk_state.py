@@ -31,12 +31,12 @@ def _chunk_state_kernel(
     TO_END: tl.constexpr, HAS_SEQ: tl.constexpr,
     CS: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
 ):
-    pid_bc = tl.program_id(0).to(tl.int64)
+    pid_bc = tl.program_id(2).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     g = h // (H // G)
     n_nb = tl.cdiv(N, BN)
-    pb = tl.program_id(2) // n_nb
-    nb = tl.program_id(2) % n_nb
+    pb = tl.program_id(0) // n_nb
+    nb = tl.program_id(0) % n_nb
     b = pid_bc // nchunks
     c = pid_bc % nchunks
     p = pb * BP + tl.arange(0, BP)
@@ -127,7 +127,7 @@ def chunk_state(
     BK = min(cs, 64)
     q = seq_idx if seq_idx is not None else acs
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
-    grid = (b * nc, H, triton.cdiv(P, BP) * triton.cdiv(N, BN))
+    grid = (triton.cdiv(P, BP) * triton.cdiv(N, BN), H, b * nc)
     _chunk_state_kernel[grid](
         X, Y, dtp, acs, q, out, L, H, G, P, N, nc, *X.stride(), *Y.stride(), *sq,
         TO_END=to_end, HAS_SEQ=seq_idx is not None, CS=cs, BP=BP, BN=BN, BK=BK,

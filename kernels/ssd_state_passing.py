@@ -13,7 +13,7 @@ each program owns a block of state entries of one head and walks the chunks in o
 Backward, with G_c = ∂L/∂H_c (G_last = ∂L/∂final) and dH_prev,c from the output step::
 
     G_{c-1} = dH_prev,c + k_c d_c G_c,   ∂L/∂S_c = G_c,   ∂L/∂initial = G_{-1}
-    ∂L/∂acs_c,end += k_c d_c ⟨G_c, H_{c-1}⟩
+    ∂L/∂acs_c,end += k_c d_c ⟨G_c, H_{c-1}⟩   (added by ssd_bc_grad, which reads G and H anyway)
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _state_passing_fwd_kernel(
 
 @triton.jit
 def _state_passing_bwd_kernel(
-    G_ptr, dfinal_ptr, hprev_ptr, acs_ptr, seq_ptr, gacs_ptr, dinit_ptr,
+    G_ptr, dfinal_ptr, acs_ptr, seq_ptr, dinit_ptr,
     L, H, PN, nchunks, s_qb, s_ql,
     HAS_DFINAL: tl.constexpr, HAS_DINIT: tl.constexpr, HAS_SEQ: tl.constexpr,
     CS: tl.constexpr, BLOCK: tl.constexpr,
@@ -80,8 +80,6 @@ def _state_passing_bwd_kernel(
         tl.store(G_ptr + off, g, mask=m)
         a_off = ((b * H + h) * nchunks + c) * CS + CS - 1
         kd = _carry(seq_ptr, s_qb, s_ql, b, c, L, CS, HAS_SEQ) * tl.exp(tl.load(acs_ptr + a_off))
-        hp = tl.load(hprev_ptr + off, mask=m, other=0.0).to(tl.float32)
-        tl.atomic_add(gacs_ptr + a_off, kd * tl.sum(g * hp, axis=0))
         g = dhp + kd * g
     if HAS_DINIT:
         tl.store(dinit_ptr + (b * H + h) * PN + e, g, mask=m)
@@ -114,11 +112,11 @@ def state_passing_fwd(
 
 
 def state_passing_bwd(
-    dhprev: torch.Tensor, dfinal: torch.Tensor | None, hprev: torch.Tensor, acs: torch.Tensor,
-    seq_idx: torch.Tensor | None, g_acs: torch.Tensor, need_dinit: bool,
+    dhprev: torch.Tensor, dfinal: torch.Tensor | None, acs: torch.Tensor,
+    seq_idx: torch.Tensor | None, need_dinit: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Turns ``dhprev`` (batch, nchunks, heads, P, N) fp32 into G (∂L/∂S_c) in place; returns
-    (G, ∂L/∂initial fp32 or None). Adds the decay gradients into ``g_acs``."""
+    (G, ∂L/∂initial fp32 or None)."""
     b, nc, H, P, N = dhprev.shape
     cs = acs.shape[3]
     L = seq_idx.shape[1] if seq_idx is not None else nc * cs
@@ -128,7 +126,7 @@ def state_passing_bwd(
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
     grid = (b, H, triton.cdiv(P * N, _BLOCK))
     _state_passing_bwd_kernel[grid](
-        dhprev, df, hprev, acs, q, g_acs, dinit if need_dinit else dhprev, L, H, P * N, nc, *sq,
+        dhprev, df, acs, q, dinit if need_dinit else dhprev, L, H, P * N, nc, *sq,
         HAS_DFINAL=dfinal is not None, HAS_DINIT=need_dinit, HAS_SEQ=seq_idx is not None,
         CS=cs, BLOCK=_BLOCK, num_warps=4,
     )
