@@ -267,6 +267,26 @@ def time_mamba1(row, scan_fn, batch, dim, L):
         row["scan_error"] = f"{type(e).__name__}: {str(e)[:200]}"
 
 
+def render_md(res):
+    """The results table in Markdown: medians in ms, ratios ours / mamba_ssm."""
+    f = lambda v: "" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
+    lines = [f"device: {res['device']}; torch {res['torch']}; triton {res['triton']}; {res['date']}",
+             f"copy {res.get('copy_bytes_per_s', 0) / 1e12:.2f} TB/s, bf16 matmul "
+             f"{res.get('bf16_flops', 0) / 1e12:.0f} TFLOP/s; flash-linear-attention: {res['fla']}", "",
+             "| d_inner | L x batch | N | ours fwd | mamba_ssm fwd | ratio | ours fwd+bwd | mamba_ssm fwd+bwd | ratio "
+             "| floor fwd / fwd+bwd | SDPA fwd / fwd+bwd | our Mamba-1 scan fwd / fwd+bwd |",
+             "|" + " --- |" * 12]
+    for r in res["rows"]:
+        lines.append(" | ".join([
+            "", str(r["d_inner"]), f"{r['L']} x {r['batch']}", str(r["N"]), f(r.get("ours_fwd_ms")),
+            f(r.get("mamba_ssm_fwd_ms")), f(r.get("ratio_fwd")), f(r.get("ours_fwdbwd_ms")),
+            f(r.get("mamba_ssm_fwdbwd_ms")), f(r.get("ratio_fwdbwd")),
+            f"{f(r.get('fwd_floor_ms'))} / {f(r.get('fwdbwd_floor_ms'))}",
+            f"{f(r.get('sdpa_fwd_ms'))} / {f(r.get('sdpa_fwdbwd_ms'))}",
+            f"{f(r.get('our_mamba1_scan_fwd_ms'))} / {f(r.get('our_mamba1_scan_fwdbwd_ms'))}", ""]).strip())
+    return "\n".join(lines) + "\n"
+
+
 SHAPES = {
     "quick": [(2048, 2048, 4), (2048, 8192, 4), (2048, 32768, 4)],
     "full": [(2048, 2048, 4), (2048, 8192, 4), (2048, 32768, 4), (4096, 8192, 4), (4096, 32768, 2),
@@ -357,6 +377,8 @@ def main():
             res["big_offsets_error"] = f"{type(e).__name__}: {str(e)[:300]}"
             print("big offsets error", res["big_offsets_error"], flush=True)
         save()
+    open(os.path.join(a.out, "ssd.md"), "w").write(render_md(res))
+    print(render_md(res), flush=True)
     print("done", flush=True)
 
 
