@@ -262,9 +262,6 @@ def main():
             fb = fwd_bwd(call, t)
             row[f"{name}_fwdbwd_ms"] = bench(fb, rep)
             row[f"{name}_fwdbwd_GiB"] = peak_gib(fb)
-            for x in t:
-                x.grad = None
-            t = [x.detach() for x in t]
         if ss is not None:
             row["ratio_fwd"] = row["ours_fwd_ms"] / row["mamba_ssm_fwd_ms"]
             row["ratio_fwdbwd"] = row["ours_fwdbwd_ms"] / row["mamba_ssm_fwdbwd_ms"]

@@ -27,9 +27,10 @@ from seqssm.kernels.selective_scan_common import pow2_divisor
 from seqssm.kernels.selective_scan_fwd import launch_fwd
 
 # (BLOCK_D, BLOCK_L, num_warps). The forward that saves checkpoints uses the backward's BLOCK_L.
-# Defaults hold each thread's share of a (BLOCK_D, N=16, BLOCK_L) tile to 16 elements, which keeps
-# both kernels within 255 registers without spills on sm_90 (ptxas -v).
-CONFIG: dict[str, tuple[int, int, int]] = {"fwd": (4, 32, 4), "bwd": (4, 32, 4)}
+# Each thread holds 16 elements of a (BLOCK_D, N=16, BLOCK_L) tile: no register spills on sm_90
+# (ptxas -v). (2, 32, 2) was the fastest of the configurations swept on an H100 (bench/scan.py
+# --sweep, 2026-11-23) for both kernels, at 8K x 4 and 128K x 1, d 2048.
+CONFIG: dict[str, tuple[int, int, int]] = {"fwd": (2, 32, 2), "bwd": (2, 32, 2)}
 INTERPRET_CONFIG: dict[str, tuple[int, int, int]] = {"fwd": (4, 16, 4), "bwd": (4, 16, 4)}
 
 
