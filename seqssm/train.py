@@ -63,7 +63,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     start = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     train_seconds = time.time() - start
-    (val,) = trainer.validate(module, datamodule=dm, verbose=False)
+    # Early stopping by selection: score the checkpoint with the best validation loss.
+    best = "best" if checkpoint.best_model_path else None
+    (val,) = trainer.validate(module, datamodule=dm, ckpt_path=best, verbose=False)
     results = {k: float(v) for k, v in val.items()}
     results.update(task.baselines())
     results.update({"params": n_params, "steps": trainer.global_step, "train_seconds": round(train_seconds, 1)})

@@ -1,7 +1,7 @@
 """``task=dna``: next-base prediction on a genome (FASTA through pyfaidx).
 
-Each record is split into a training region (the first 1 - val_fraction of it) and a held-out
-validation region (the rest). Training draws random windows of max_len + 1 bases from the
+Each record is split into a held-out validation region (a block of val_fraction of it, from its
+middle) and training regions (the rest, on both sides). Training draws random windows of max_len + 1 bases from the
 training regions (reverse-complemented with probability 1/2 when ``rc_aug``); validation tiles
 the held-out regions, so every held-out base after the first of its region is predicted once.
 The embedded default is the human mitochondrial genome from hg38 (chrM, 16,569 bp).
@@ -27,10 +27,10 @@ Region = tuple[str, int, int]  # record name, start, end (0-based, end exclusive
 @dataclass
 class DNADataConfig:
     fasta: str | None = None  # None: the shipped hg38 chrM
-    max_len: int = 1024
+    max_len: int = 512
     batch_size: int = 8
     val_fraction: float = 0.1
-    rc_aug: bool = True
+    rc_aug: bool = False
     windows_per_epoch: int = 1024
     num_workers: int = 0
 
@@ -107,10 +107,11 @@ class DNADataModule(L.LightningDataModule):
         self.train_regions: list[Region] = []
         self.val_regions: list[Region] = []
         for name, length in self.genome.lengths.items():
-            split = int(length * (1 - cfg.val_fraction))
-            if split >= 2 and length - split >= 2:
-                self.train_regions.append((name, 0, split))
-                self.val_regions.append((name, split, length))
+            lo = int(length * (1 - cfg.val_fraction) / 2)
+            hi = lo + int(length * cfg.val_fraction)
+            if hi - lo >= 2 and lo >= 2:
+                self.train_regions += [(name, 0, lo), (name, hi, length)]
+                self.val_regions.append((name, lo, hi))
         if not self.train_regions:
             raise DataError(
                 f"task.data.fasta={self.genome.path}: no record is long enough to split into training and "

@@ -47,8 +47,12 @@ def test_windows_stay_in_regions_and_are_seeded(tmp_path):
     fasta = write_fasta(tmp_path / "g.fa", recs, width=50)
     cfg = DNADataConfig(fasta=fasta, max_len=64, batch_size=4, val_fraction=0.2, rc_aug=False, windows_per_epoch=50)
     dm = DNADataModule(cfg, seed=3)
-    for name, start, end in dm.train_regions:
-        assert end == int(len(recs[name]) * 0.8) and start == 0
+    for name, seq in recs.items():  # train and validation regions partition each record
+        spans = sorted((s, e) for n, s, e in dm.train_regions + dm.val_regions if n == name)
+        assert spans[0][0] == 0 and spans[-1][1] == len(seq)
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+        (val,) = [(s, e) for n, s, e in dm.val_regions if n == name]
+        assert val[1] - val[0] == int(len(seq) * 0.2)
     seqs = {n: tokenize(s) for n, s in recs.items()}
     for i in range(len(dm.train_set)):
         w = dm.train_set[i]

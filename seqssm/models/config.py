@@ -14,7 +14,7 @@ class ModelConfig:
     """Backbone and mixer sizes. Defaults are a small model that trains on a CPU in minutes."""
 
     mixer: str = "mamba"  # "mamba" (Mamba-1, S6) or "mamba2" (SSD)
-    d_model: int = 128
+    d_model: int = 64
     n_layer: int = 4
     d_state: int = 16
     d_conv: int = 4

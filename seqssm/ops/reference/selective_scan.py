@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 CHUNK = 64
 # Largest |exponent| allowed for the factors E, F and G: exp(MAX) times the inputs must stay finite.
-MAX_EXPONENT = {torch.float32: 60.0, torch.float64: 600.0}
+MAX_EXPONENT = {torch.float32: 20.0, torch.float64: 200.0}
 
 
 def _unpack_complex(M: torch.Tensor, real: torch.dtype) -> torch.Tensor:
