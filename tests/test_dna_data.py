@@ -50,7 +50,7 @@ def test_windows_stay_in_regions_and_are_seeded(tmp_path):
     for name, seq in recs.items():  # train and validation regions partition each record
         spans = sorted((s, e) for n, s, e in dm.train_regions + dm.val_regions if n == name)
         assert spans[0][0] == 0 and spans[-1][1] == len(seq)
-        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
         (val,) = [(s, e) for n, s, e in dm.val_regions if n == name]
         assert val[1] - val[0] == int(len(seq) * 0.2)
     seqs = {n: tokenize(s) for n, s in recs.items()}
