@@ -124,7 +124,6 @@ def ssd_floors(batch, heads, p, n, L, groups, chunk, bw, fl):
 
 def gpu_checks(mamba_fn, res):
     from seqssm.kernels.ssd_combined import ssd_triton
-
     from seqssm.ops.reference.recurrence import ssd_naive
 
     out = {}

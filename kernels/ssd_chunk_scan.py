@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
 from seqssm.kernels.ssd_common import mma, tune
 
 

@@ -26,6 +26,7 @@ differentiable, as in mamba_ssm).
 from __future__ import annotations
 
 import torch
+
 from seqssm.kernels.ssd_bc_grad import bc_bwd
 from seqssm.kernels.ssd_bmm import chunk_cb, chunk_cb_bwd
 from seqssm.kernels.ssd_chunk_scan import chunk_scan_bwd_dx, chunk_scan_fwd, gate_bwd
