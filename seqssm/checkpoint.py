@@ -10,12 +10,14 @@ import torch
 
 from seqssm.errors import CheckpointError
 from seqssm.models import ModelConfig
+from seqssm.tasks.base import Task
 
 # Keys that change only how a model runs, not what its parameters are.
 RUNTIME_KEYS = {"backend", "chunk_size"}
 
 
-def read_hparams(path: str | os.PathLike) -> dict:
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The checkpoint's contents, loaded on the CPU; CheckpointError if it is not a seqssm one."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise CheckpointError(f"ckpt_path={path}: no such file")
@@ -26,7 +28,11 @@ def read_hparams(path: str | os.PathLike) -> dict:
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hp, dict) or "model" not in hp or "task" not in hp:
         raise CheckpointError(f"ckpt_path={path}: not a seqssm training checkpoint (no task/model hyper-parameters)")
-    return hp
+    return ckpt
+
+
+def read_hparams(path: str | os.PathLike) -> dict:
+    return read_checkpoint(path)["hyper_parameters"]
 
 
 def check_checkpoint(path: str | os.PathLike, task: str, model_cfg: ModelConfig) -> str:
@@ -42,3 +48,20 @@ def check_checkpoint(path: str | os.PathLike, task: str, model_cfg: ModelConfig)
                 f"ckpt_path={path}: checkpoint has model.{key}={value!r}, this run has model.{key}={ours.get(key)!r}"
             )
     return str(Path(path).expanduser())
+
+
+def load_model(path: str | os.PathLike, task: Task, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The network of a training checkpoint, built by ``task`` with the checkpoint's model config,
+    in eval mode on ``device``."""
+    ckpt = read_checkpoint(path)
+    hp = ckpt["hyper_parameters"]
+    if hp["task"] != task.name:
+        raise CheckpointError(f"ckpt={path}: a checkpoint of task {hp['task']!r}, not {task.name!r}")
+    net = task.build_model(ModelConfig(**hp["model"]))
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"ckpt={path}: parameters do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    return net.to(device).eval()

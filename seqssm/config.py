@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -71,3 +72,42 @@ class TrainerConfig:
     num_sanity_val_steps: int = 0
     enable_progress_bar: bool = True
     deterministic: bool = False
+
+
+@dataclass
+class GenerateConfig:
+    """``python -m seqssm.generate``: sampling options common to every task."""
+
+    ckpt: str = "???"
+    out: str = "samples"
+    num_samples: int = 4
+    batch_size: int = 4
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+    prompt: str | None = None  # task-specific: text for lm, a WAV path for audio, bases for dna
+    device: str = "auto"
+
+
+@dataclass
+class EvaluateConfig:
+    """``python -m seqssm.evaluate``: what to score and where to write the JSON and plots."""
+
+    ckpt: str = "???"
+    out: str | None = None  # default: an ``eval`` folder beside the checkpoint's run
+    samples: str | None = None  # a folder of generated samples, for tasks that score samples
+    batch_size: int = 8
+    seed: int = 0
+    device: str = "auto"
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name!r}: expected auto, cpu, cuda or cuda:N") from None

@@ -43,7 +43,7 @@ class SequenceModel(L.LightningModule):
         self.net = task.build_model(model_cfg)
         self.val_metrics = task.metrics()
         # Stored in every checkpoint, so that a checkpoint of another model is recognised.
-        self.save_hyperparameters({"task": task.name, "model": asdict(model_cfg)})
+        self.save_hyperparameters({"task": task.name, "task_config": asdict(task.cfg), "model": asdict(model_cfg)})
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.net(inputs)

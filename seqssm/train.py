@@ -7,7 +7,6 @@ Resume with ``ckpt_path=.../checkpoints/last.ckpt``.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -15,20 +14,20 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
-from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from seqssm.checkpoint import check_checkpoint
+from seqssm.cli import register_schemas, run_reporting_errors
 from seqssm.config import OptimConfig, TrainerConfig, to_dataclass
-from seqssm.errors import ConfigError, SeqssmError
+from seqssm.errors import ConfigError
 from seqssm.io import AtomicCheckpointIO, write_json, write_text
 from seqssm.lit import SequenceModel
 from seqssm.models import ModelConfig
 from seqssm.plots import plot_loss_curve
-from seqssm.tasks import TASKS, make_task
+from seqssm.tasks import make_task
 
 KNOWN_KEYS = {"task", "model", "trainer", "optim", "seed", "ckpt_path"}
 
@@ -79,27 +78,13 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     return results
 
 
-def register_schemas() -> None:
-    """Typed schemas for the config groups: Hydra then rejects unknown keys and wrong types when it
-    composes the config, naming the key."""
-    cs = ConfigStore.instance()
-    cs.store(group="model", name="schema", node=ModelConfig)
-    cs.store(group="trainer", name="schema", node=TrainerConfig)
-    for name, (_, cfg_cls) in TASKS.items():
-        cs.store(group="task", name=f"{name}_schema", node=cfg_cls)
-
-
 register_schemas()
 
 
 @hydra.main(version_base=None, config_path="pkg://seqssm.configs", config_name="train")
 def main(cfg: DictConfig) -> None:
     torch.set_float32_matmul_precision("high")
-    try:
-        run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except SeqssmError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_reporting_errors(lambda c: run(c, Path(HydraConfig.get().runtime.output_dir)), cfg)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from seqssm.tasks.base import Task
-from seqssm.tasks.dna import DNAConfig, DNATask
-
 from seqssm.config import to_dataclass
 from seqssm.errors import ConfigError
+from seqssm.tasks.base import Task
+from seqssm.tasks.dna import DNAConfig, DNATask
 
 TASKS = {"dna": (DNATask, DNAConfig)}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -16,11 +17,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
+from seqssm.config import EvaluateConfig, GenerateConfig
+from seqssm.errors import ConfigError
 from seqssm.models import MambaLMHeadModel, ModelConfig
 
 
 class Task(ABC):
     name: str
+    cfg: object  # the task's config dataclass
 
     @abstractmethod
     def datamodule(self) -> L.LightningDataModule: ...
@@ -40,6 +44,14 @@ class Task(ABC):
 
     @abstractmethod
     def compute_metrics(self, metrics: nn.ModuleDict) -> dict[str, float]: ...
+
+    def generate(self, net: nn.Module, cfg: GenerateConfig, out: Path) -> None:
+        """Sample from ``net`` and write the samples under ``out`` (``python -m seqssm.generate``)."""
+        raise ConfigError(f"task={self.name} has no generate step")
+
+    def evaluate(self, net: nn.Module, cfg: EvaluateConfig, out: Path) -> dict[str, float]:
+        """Score ``net``; write ``out/metrics.json`` and plots (``python -m seqssm.evaluate``)."""
+        raise ConfigError(f"task={self.name} has no evaluate step")
 
     def baselines(self) -> dict[str, float]:
         """Numbers a trained model should beat, measured on the same validation data."""

@@ -10,16 +10,21 @@ The embedded default is the human mitochondrial genome from hg38 (chrM, 16,569 b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from seqssm.tasks.base import TokenLMTask
+import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
+from seqssm.config import GenerateConfig
 from seqssm.errors import ConfigError, DataError
-from seqssm.genome import PAD, VOCAB_SIZE, Genome, embedded_genome, reverse_complement
+from seqssm.generation import generate
+from seqssm.genome import BASES, PAD, VOCAB_SIZE, Genome, embedded_genome, reverse_complement, tokenize
+from seqssm.io import write_text
 from seqssm.markov import MarkovChain
+from seqssm.tasks.base import TokenLMTask
 
 Region = tuple[str, int, int]  # record name, start, end (0-based, end exclusive)
 
@@ -171,6 +176,27 @@ class DNATask(TokenLMTask):
             t, c = chain.nll(seq)
             total, n = total + t, n + c
         return {f"markov{k}_ppl": float(np.exp(total / n))}
+
+    def generate(self, net: nn.Module, cfg: GenerateConfig, out: Path) -> None:
+        """Sample ``num_samples`` sequences of ``max_new_tokens`` bases after ``prompt`` (bases; default:
+        one random base) and write them to ``out/samples.fa``."""
+        device = next(net.parameters()).device
+        g = torch.Generator().manual_seed(cfg.seed)
+        records = []
+        for first in range(0, cfg.num_samples, cfg.batch_size):
+            n = min(cfg.batch_size, cfg.num_samples - first)
+            if cfg.prompt:
+                prompt = tokenize(cfg.prompt).repeat(n, 1)
+            else:
+                prompt = torch.randint(0, 4, (n, 1), generator=g)
+            ids = generate(
+                net, prompt.to(device), cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, seed=cfg.seed + first
+            )
+            for row in ids.cpu().tolist():
+                records.append("".join(BASES[t] if t < len(BASES) else "N" for t in row))
+        lines = [f">sample_{i:03d}\n{seq}" for i, seq in enumerate(records)]
+        write_text(out / "samples.fa", "\n".join(lines) + "\n")
+        print(f"seqssm: wrote {len(records)} sequences to {out / 'samples.fa'}")
 
     def summary(self, results: dict[str, float]) -> str:
         k = self.cfg.markov_order
