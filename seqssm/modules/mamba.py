@@ -40,6 +40,11 @@ def init_dt_bias(n: int, dt_min: float, dt_max: float, dt_init_floor: float) -> 
     return dt + torch.log(-torch.expm1(-dt))  # inverse of softplus
 
 
+def fp32(t: torch.Tensor) -> torch.Tensor:
+    """At least fp32: SSM parameters (A, D, dt bias) run in fp32 under bf16/fp16, float64 stays."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 def no_weight_decay(*params: nn.Parameter) -> None:
     for p in params:
         p._no_weight_decay = True
@@ -92,8 +97,8 @@ class Mamba(nn.Module):
         self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
 
     def A(self) -> torch.Tensor:
-        A_real = -torch.exp(self.A_log.float())
-        return torch.complex(A_real, self.A_imag.float()) if self.complex else A_real
+        A_real = -torch.exp(fp32(self.A_log))
+        return torch.complex(A_real, fp32(self.A_imag)) if self.complex else A_real
 
     def _split_x_proj(self, x_dbl: torch.Tensor):
         """x_proj output (..., dt_rank + 2·bc_width) -> Δ (..., dt_rank), B, C (..., N[, 2])."""
@@ -130,9 +135,9 @@ class Mamba(nn.Module):
             self.A(),
             B.contiguous(),
             C.contiguous(),
-            self.D.float(),
+            fp32(self.D),
             z=z,
-            delta_bias=self.dt_proj.bias.float(),
+            delta_bias=fp32(self.dt_proj.bias),
             delta_softplus=True,
             return_last_state=True,
             initial_state=None if state is None else state.ssm,
@@ -160,7 +165,7 @@ class Mamba(nn.Module):
         dt, B, C = self._split_x_proj(self.x_proj(x))
         dt = F.linear(dt, self.dt_proj.weight)
         if self.complex:
-            B, C = torch.view_as_complex(B.float().contiguous()), torch.view_as_complex(C.float().contiguous())
+            B, C = torch.view_as_complex(fp32(B).contiguous()), torch.view_as_complex(fp32(C).contiguous())
         y = selective_state_update(
             state.ssm,
             x,
@@ -168,9 +173,9 @@ class Mamba(nn.Module):
             self.A(),
             B,
             C,
-            self.D.float(),
+            fp32(self.D),
             z=z,
-            dt_bias=self.dt_proj.bias.float(),
+            dt_bias=fp32(self.dt_proj.bias),
             dt_softplus=True,
             backend=self.backend,
         )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from seqssm.modules.mamba import init_dt_bias, no_weight_decay
+from seqssm.modules.mamba import fp32, init_dt_bias, no_weight_decay
 from seqssm.modules.norm import GatedRMSNorm
 from seqssm.ops import (
     causal_conv1d_fn,
@@ -97,12 +97,12 @@ class Mamba2(nn.Module):
         y, ssm_state = mamba_chunk_scan_combined(
             x.reshape(batch, L, self.nheads, self.headdim),
             dt,
-            -torch.exp(self.A_log.float()),
+            -torch.exp(fp32(self.A_log)),
             B.reshape(batch, L, self.ngroups, self.d_state),
             C.reshape(batch, L, self.ngroups, self.d_state),
             self.chunk_size,
-            D=self.D.float(),
-            dt_bias=self.dt_bias.float(),
+            D=fp32(self.D),
+            dt_bias=fp32(self.dt_bias),
             dt_softplus=True,
             initial_states=None if state is None else state.ssm,
             return_final_states=True,
@@ -135,7 +135,7 @@ class Mamba2(nn.Module):
         )
         x, B, C = self._split_xbc(xBC)
         p, n = self.headdim, self.d_state
-        A = (-torch.exp(self.A_log.float()))[:, None, None].expand(self.nheads, p, n)
+        A = (-torch.exp(fp32(self.A_log)))[:, None, None].expand(self.nheads, p, n)
         y = selective_state_update(
             state.ssm,
             x.reshape(batch, self.nheads, p),
@@ -143,8 +143,8 @@ class Mamba2(nn.Module):
             A,
             B.reshape(batch, self.ngroups, n),
             C.reshape(batch, self.ngroups, n),
-            self.D.float()[:, None].expand(self.nheads, p),
-            dt_bias=self.dt_bias.float()[:, None].expand(self.nheads, p),
+            fp32(self.D)[:, None].expand(self.nheads, p),
+            dt_bias=fp32(self.dt_bias)[:, None].expand(self.nheads, p),
             dt_softplus=True,
             backend=self.backend,
         )
