@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import torch
+
 from seqssm.kernels.selective_scan import selective_scan_triton
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 import triton
+
 from seqssm.kernels.selective_scan_bwd import launch_bwd
 from seqssm.kernels.selective_scan_common import pow2_divisor
 from seqssm.kernels.selective_scan_fwd import launch_fwd

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
 from seqssm.kernels.selective_scan_common import first_order, first_order_complex, softplus
 from seqssm.kernels.selective_scan_fwd import _bc_strides, _expand_bc, _load_bc
 

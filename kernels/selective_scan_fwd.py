@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
+
 from seqssm.kernels.selective_scan_common import first_order, first_order_complex, softplus
 
 
