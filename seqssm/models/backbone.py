@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from seqssm.models.config import ModelConfig
+from seqssm.models.transformer import TransformerMixer
 from seqssm.modules.block import Block
 from seqssm.modules.mamba import Mamba
 from seqssm.modules.mamba2 import Mamba2
@@ -15,6 +16,8 @@ from seqssm.modules.norm import RMSNorm
 
 
 def make_mixer(cfg: ModelConfig) -> nn.Module:
+    if cfg.mixer == "transformer":
+        return TransformerMixer(cfg.d_model, cfg.headdim, cfg.expand)
     if cfg.mixer == "mamba":
         return Mamba(cfg.d_model, cfg.d_state, cfg.d_conv, cfg.expand, complex=cfg.complex, backend=cfg.backend)
     return Mamba2(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from seqssm.errors import ConfigError
 
-MIXERS = ("mamba", "mamba2")
+MIXERS = ("mamba", "mamba2", "transformer")  # transformer: the attention baseline (models/transformer.py)
 
 
 @dataclass
@@ -51,3 +51,7 @@ class ModelConfig:
                 )
             if self.complex:
                 raise ConfigError("model.complex=true is a Mamba-1 option: use it with model.mixer=mamba")
+        if self.mixer == "transformer" and (self.d_model % self.headdim or self.headdim % 2):
+            raise ConfigError(
+                f"model: transformer needs d_model ({self.d_model}) divisible by an even model.headdim ({self.headdim})"
+            )
