@@ -19,7 +19,17 @@ def make_mixer(cfg: ModelConfig) -> nn.Module:
     if cfg.mixer == "transformer":
         return TransformerMixer(cfg.d_model, cfg.headdim, cfg.expand)
     if cfg.mixer == "mamba":
-        return Mamba(cfg.d_model, cfg.d_state, cfg.d_conv, cfg.expand, complex=cfg.complex, backend=cfg.backend)
+        return Mamba(
+            cfg.d_model,
+            cfg.d_state,
+            cfg.d_conv,
+            cfg.expand,
+            dt_rank=cfg.dt_rank or None,
+            complex=cfg.complex,
+            conv_bias=cfg.conv_bias,
+            bias=cfg.bias,
+            backend=cfg.backend,
+        )
     return Mamba2(
         cfg.d_model,
         cfg.d_state,
@@ -29,6 +39,8 @@ def make_mixer(cfg: ModelConfig) -> nn.Module:
         ngroups=cfg.ngroups,
         chunk_size=cfg.chunk_size,
         norm_eps=cfg.norm_eps,
+        conv_bias=cfg.conv_bias,
+        bias=cfg.bias,
         backend=cfg.backend,
     )
 
@@ -39,7 +51,8 @@ class Backbone(nn.Module):
         cfg.validate()
         self.embedding = nn.Embedding(vocab_size, cfg.d_model)
         self.layers = nn.ModuleList(
-            Block(cfg.d_model, make_mixer(cfg), cfg.norm_eps, cfg.backend) for _ in range(cfg.n_layer)
+            Block(cfg.d_model, make_mixer(cfg), cfg.norm_eps, cfg.backend, cfg.residual_in_fp32)
+            for _ in range(cfg.n_layer)
         )
         self.norm_f = RMSNorm(cfg.d_model, eps=cfg.norm_eps, backend=cfg.backend)
 

@@ -23,7 +23,11 @@ class ModelConfig:
     ngroups: int = 1  # mamba2 only
     chunk_size: int = 256  # mamba2 only
     complex: bool = False  # mamba only: complex diagonal A (S4D-Lin), complex B and C
+    dt_rank: int = 0  # mamba only: rank of the Δ projection; 0 = ceil(d_model / 16)
+    conv_bias: bool = True  # bias in the depthwise conv1d
+    bias: bool = False  # biases in in_proj and out_proj
     norm_eps: float = 1e-5
+    residual_in_fp32: bool = True  # keep the residual stream in fp32 when the model runs in bf16/fp16
     tie_embeddings: bool = True
     pad_vocab_size_multiple: int = 8
     backend: str = "auto"  # "auto" | "reference" | "triton" for every primitive
@@ -34,6 +38,8 @@ class ModelConfig:
         for key in ("d_model", "n_layer", "d_state", "d_conv", "expand", "headdim", "ngroups", "chunk_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"model.{key}={getattr(self, key)}: expected a positive integer")
+        if self.dt_rank < 0:
+            raise ConfigError(f"model.dt_rank={self.dt_rank}: expected 0 (auto, ceil(d_model/16)) or a positive int")
         if not 2 <= self.d_conv <= 4:
             raise ConfigError(f"model.d_conv={self.d_conv}: expected 2, 3 or 4")
         if self.backend not in ("auto", "reference", "triton"):

@@ -14,9 +14,16 @@ from seqssm.modules.norm import RMSNorm
 
 
 class Block(nn.Module):
-    def __init__(self, d_model: int, mixer: nn.Module, norm_eps: float = 1e-5, backend: str = "auto") -> None:
+    def __init__(
+        self,
+        d_model: int,
+        mixer: nn.Module,
+        norm_eps: float = 1e-5,
+        backend: str = "auto",
+        residual_in_fp32: bool = True,
+    ) -> None:
         super().__init__()
-        self.norm = RMSNorm(d_model, eps=norm_eps, backend=backend)
+        self.norm = RMSNorm(d_model, eps=norm_eps, backend=backend, residual_in_fp32=residual_in_fp32)
         self.mixer = mixer
 
     def forward(

@@ -12,14 +12,14 @@ class RMSNorm(nn.Module):
     """RMSNorm (Zhang & Sennrich 2019): x / sqrt(mean(x²) + eps) · weight, with an optional fused
     residual add (see ``seqssm.ops.rms_norm``)."""
 
-    def __init__(self, d: int, eps: float = 1e-5, backend: str = "auto") -> None:
+    def __init__(self, d: int, eps: float = 1e-5, backend: str = "auto", residual_in_fp32: bool = True) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(d))
         self.weight._no_weight_decay = True
-        self.eps, self.backend = eps, backend
+        self.eps, self.backend, self.residual_in_fp32 = eps, backend, residual_in_fp32
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None, prenorm: bool = False):
-        return rms_norm(x, self.weight, residual, self.eps, prenorm, True, backend=self.backend)
+        return rms_norm(x, self.weight, residual, self.eps, prenorm, self.residual_in_fp32, backend=self.backend)
 
 
 class GatedRMSNorm(nn.Module):
