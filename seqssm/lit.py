@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from seqssm.config import OptimConfig
 from seqssm.models import ModelConfig
+from seqssm.models.streaming import chunked_forward
 from seqssm.tasks.base import Task
 
 
@@ -37,15 +38,17 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
 
 
 class SequenceModel(L.LightningModule):
-    def __init__(self, task: Task, model_cfg: ModelConfig, optim_cfg: OptimConfig) -> None:
+    def __init__(self, task: Task, model_cfg: ModelConfig, optim_cfg: OptimConfig, chunk_len: int = 0) -> None:
         super().__init__()
-        self.task, self.model_cfg, self.optim_cfg = task, model_cfg, optim_cfg
+        self.task, self.model_cfg, self.optim_cfg, self.chunk_len = task, model_cfg, optim_cfg, chunk_len
         self.net = task.build_model(model_cfg)
         self.val_metrics = task.metrics()
         # Stored in every checkpoint, so that a checkpoint of another model is recognised.
         self.save_hyperparameters({"task": task.name, "task_config": asdict(task.cfg), "model": asdict(model_cfg)})
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.chunk_len and inputs.shape[1] > self.chunk_len and hasattr(self.net, "init_states"):
+            return chunked_forward(self.net, inputs, self.chunk_len, checkpoint=self.training)[0]
         return self.net(inputs)
 
     def on_train_epoch_start(self) -> None:

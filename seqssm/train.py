@@ -29,7 +29,7 @@ from seqssm.models import ModelConfig
 from seqssm.plots import plot_loss_curve
 from seqssm.tasks import make_task
 
-KNOWN_KEYS = {"task", "model", "trainer", "optim", "seed", "ckpt_path"}
+KNOWN_KEYS = {"task", "model", "trainer", "optim", "seed", "ckpt_path", "chunk_len"}
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
@@ -45,7 +45,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     dm = task.datamodule()
-    module = SequenceModel(task, model_cfg, optim_cfg)
+    if cfg.chunk_len < 0:
+        raise ConfigError(f"chunk_len={cfg.chunk_len}: expected 0 (one pass) or a positive number of tokens")
+    module = SequenceModel(task, model_cfg, optim_cfg, chunk_len=cfg.chunk_len)
     n_params = sum(p.numel() for p in module.net.parameters())
     print(f"seqssm: task={task.name} mixer={model_cfg.mixer} params={n_params:,} run folder {out_dir}")
 
