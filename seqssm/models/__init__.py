@@ -3,5 +3,6 @@
 from seqssm.models.backbone import Backbone
 from seqssm.models.config import ModelConfig
 from seqssm.models.lm import MambaLMHeadModel
+from seqssm.models.pretrained import from_pretrained, save_pretrained
 
-__all__ = ["Backbone", "MambaLMHeadModel", "ModelConfig"]
+__all__ = ["Backbone", "MambaLMHeadModel", "ModelConfig", "from_pretrained", "save_pretrained"]
