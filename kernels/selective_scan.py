@@ -26,6 +26,7 @@ import triton
 from seqssm.kernels.selective_scan_bwd import launch_bwd
 from seqssm.kernels.selective_scan_common import pow2_divisor
 from seqssm.kernels.selective_scan_fwd import launch_fwd
+from seqssm.kernels.selective_scan_seq import bc_seq, fwd_seq, supported
 
 # (BLOCK_D, BLOCK_L, num_warps). The forward that saves checkpoints uses the backward's BLOCK_L.
 # Each thread holds 16 elements of a (BLOCK_D, N=16, BLOCK_L) tile: no register spills on sm_90
@@ -97,11 +98,18 @@ class _SelectiveScan(torch.autograd.Function):
         bd = pow2_divisor(dim // groups, bd)
         n_chunks = triton.cdiv(L, bl)
         ckpt = None
-        if needs_grad:
-            ckpt = torch.empty(batch, dim, n_chunks, K * N, device=u.device, dtype=torch.float32)
-        launch_fwd(uk, dk, Ak, Bk, Ck, Dk, zk, bk, h0, out, hlast, ckpt, softplus_=delta_softplus,
-                   cplx=cplx, ch_per_group=dim // groups, n_chunks=n_chunks, block_d=bd,
-                   block_l=bl, num_warps=nw)
+        if supported(A, B, C):  # time-sequential kernel; checkpoints every BLOCK_L steps for the backward
+            out, hlast, ckpt, _ = fwd_seq(uk, dk, Ak, bc_seq(B), bc_seq(C), Dk, zk, bk, h0,
+                                          softplus_=delta_softplus, groups=groups, save_ckpt=needs_grad,
+                                          ck=bl)
+            if ckpt is not None:  # (batch, n_chunks, dim, N) -> the chunked backward's (batch, dim, n_chunks, N)
+                ckpt = ckpt.transpose(1, 2).contiguous()
+        else:
+            if needs_grad:
+                ckpt = torch.empty(batch, dim, n_chunks, K * N, device=u.device, dtype=torch.float32)
+            launch_fwd(uk, dk, Ak, Bk, Ck, Dk, zk, bk, h0, out, hlast, ckpt, softplus_=delta_softplus,
+                       cplx=cplx, ch_per_group=dim // groups, n_chunks=n_chunks, block_d=bd,
+                       block_l=bl, num_warps=nw)
         if needs_grad:
             ctx.save_for_backward(uk, dk, Ak, Bk, Ck, Dk, zk, bk, ckpt)
             ctx.meta = (delta_softplus, cplx, groups, n_chunks, bl, initial_state is not None)

@@ -1,0 +1,134 @@
+"""Selective-scan forward, time-sequential inside each thread (real A, time-varying B/C).
+
+Math (Gu & Dao 2023, eq. 2a-2b; Algorithm 2), for batch b, channel d, state n::
+
+    Δ_t   = softplus(delta_t + delta_bias)          (both optional)
+    h_t   = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t        (2a)
+    y_t   = C_t h_t + D u_t                          (2b)
+    out_t = y_t silu(z_t)
+
+Layout: one program owns BLOCK_D = 32·num_warps channels of one sequence for one time segment. The
+state is a (BLOCK_D, N) tile: each thread holds one channel and all N states, so the recurrence is
+N independent fused multiply-adds per step and y = Σ_n C h is a sum inside the thread (no shuffles).
+u, Δ, z are read as (BLOCK_D, T) tiles, each thread loading its channel's T steps as one 16-byte
+vector (T = 8 for bf16: Triton's coalescing then keeps T inside the thread), and the T steps of a
+tile are unrolled; columns are picked out of the
+tile with compile-time selects. B_t and C_t are N-vectors read from (batch, groups, L, N) copies
+(one broadcast vector load per step); y is gathered into a (BLOCK_D, T) tile and stored coalesced.
+
+Segments (parallelism when batch·dim/BLOCK_D is small): with ``LOCAL`` the kernel runs its segment
+from h = 0 and writes only the segment's final state and its total decay ∏_t exp(Δ_t A) =
+exp(A Σ_t Δ_t); ``selective_scan_seg.propagate`` then gives every segment its true initial state and
+the kernel runs again (not ``LOCAL``) from it, writing ``out``. States are (batch, S, dim, N), fp32.
+With ``SAVE_CKPT`` the state at the start of every CK-step chunk is written to (batch, n_ck, dim, N)
+for the backward.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from seqssm.kernels.selective_scan_common import softplus
+
+
+@triton.jit
+def col(tile, offs_t, j: tl.constexpr):
+    """Column j of a (BLOCK_D, T) tile whose T axis lies inside each thread: folds to a register
+    read (adding -0.0 is exact, so the compiler drops the other T - 1 terms)."""
+    return tl.sum(tl.where(offs_t[None, :] == j, tile, -0.0), axis=1)
+
+
+@triton.jit
+def scan_fwd_seq_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, hin_ptr,
+    out_ptr, hout_ptr, decay_ptr, ckpt_ptr,
+    dim, L, seg_len, n_seg, ch_per_group, G,
+    N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, CK: tl.constexpr,
+    LOCAL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_HIN: tl.constexpr, SAVE_CKPT: tl.constexpr,
+):
+    pid_d = tl.program_id(0)
+    b64 = tl.program_id(1).to(tl.int64)
+    s = tl.program_id(2)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_d64 = offs_d.to(tl.int64)
+    offs_n = tl.arange(0, NP)
+    offs_t = tl.arange(0, T)
+    m_d = offs_d < dim
+    m_n = offs_n < N
+    g = ((pid_d * BLOCK_D) // ch_per_group).to(tl.int64)
+
+    # A in log2 units: exp(Δ A) is one exp2 per (d, n). A is (dim, N).
+    m_dn = m_d[:, None] & m_n[None, :]
+    A2 = tl.load(A_ptr + offs_d64[:, None] * N + offs_n[None, :], mask=m_dn, other=0.0) * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)
+
+    st_off = ((b64 * n_seg + s) * dim + offs_d64[:, None]) * N + offs_n[None, :]  # (batch, S, dim, N)
+    h = tl.zeros((BLOCK_D, NP), tl.float32)
+    if HAS_HIN:
+        h = tl.load(hin_ptr + st_off, mask=m_dn, other=0.0)
+    dsum = tl.zeros((BLOCK_D,), tl.float32)
+
+    row = (b64 * dim + offs_d64) * L  # (BLOCK_D,) start of each channel's row in (batch, dim, L)
+    bc_row = (b64 * G + g) * L * N  # start of this (batch, group) in (batch, groups, L, N)
+    start = s * seg_len
+    end = tl.minimum(start + seg_len, L)
+    for t0 in range(start, end, T):
+        t = t0 + offs_t
+        m = m_d[:, None] & (t[None, :] < L)
+        offs = row[:, None] + t[None, :]
+        if SAVE_CKPT:
+            if t0 % CK == 0:
+                c_off = ((b64 * tl.cdiv(L, CK) + t0 // CK) * dim + offs_d64[:, None]) * N + offs_n[None, :]
+                tl.store(ckpt_ptr + c_off, h, mask=m_dn)
+        uu = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
+        dd = tl.load(dt_ptr + offs, mask=m, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            dd += bias[:, None]
+        if SOFTPLUS:
+            dd = softplus(dd)
+        dd = tl.where(m, dd, 0.0)  # padded steps: exp(0) = 1 and no input, the state passes through
+        if LOCAL:
+            dsum += tl.sum(dd, axis=1)
+        acc = tl.zeros((BLOCK_D, T), tl.float32)
+        for j in tl.static_range(T):
+            m_j = m_n & (t0 + j < L)
+            bj = tl.load(B_ptr + bc_row + (t0 + j) * N + offs_n, mask=m_j, other=0.0).to(tl.float32)
+            dj = col(dd, offs_t, j)
+            uj = col(uu, offs_t, j)
+            h = tl.exp2(dj[:, None] * A2) * h + (dj * uj)[:, None] * bj[None, :]
+            if not LOCAL:
+                cj = tl.load(C_ptr + bc_row + (t0 + j) * N + offs_n, mask=m_j, other=0.0).to(tl.float32)
+                yj = tl.sum(h * cj[None, :], axis=1)
+                acc = tl.where(offs_t[None, :] == j, yj[:, None], acc)
+        if not LOCAL:
+            if HAS_D:
+                acc += Dv[:, None] * uu
+            if HAS_Z:
+                zz = tl.load(z_ptr + offs, mask=m, other=0.0).to(tl.float32)
+                acc = acc * zz * tl.sigmoid(zz)
+            tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=m)
+    tl.store(hout_ptr + st_off, h, mask=m_dn)
+    if LOCAL:
+        tl.store(decay_ptr + st_off, tl.exp2(A2 * dsum[:, None]), mask=m_dn)
+
+
+def launch_fwd_seq(u, dt, A, Bt, Ct, D, z, bias, hin, out, hout, decay, ckpt, *, local: bool,
+                   softplus_: bool, seg_len: int, n_seg: int, ch_per_group: int, block_d: int, t: int,
+                   ck: int, num_warps: int) -> None:
+    """u, dt, z: (batch, dim, L); A: (dim, N) fp32; Bt, Ct: (batch, groups, L, N); hin, hout, decay:
+    (batch, S, dim, N) fp32; ckpt: (batch, cdiv(L, ck), dim, N) fp32 or None."""
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    grid = (triton.cdiv(dim, block_d), batch, n_seg)
+    scan_fwd_seq_kernel[grid](
+        u, dt, A, Bt, Ct, D, z, bias, hin, out, hout, decay, ckpt,
+        dim, L, seg_len, n_seg, ch_per_group, Bt.shape[1],
+        N=N, NP=max(triton.next_power_of_2(N), 2), BLOCK_D=block_d, T=t, CK=ck, LOCAL=local,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=bias is not None, SOFTPLUS=softplus_,
+        HAS_HIN=hin is not None, SAVE_CKPT=ckpt is not None, num_warps=num_warps,
+    )

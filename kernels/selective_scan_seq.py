@@ -1,0 +1,86 @@
+"""Driver of the time-sequential selective scan (real A, time-varying B/C, grouped or not).
+
+Forward: ``selective_scan_fwd_seq`` (see its docstring for the math and the layout); when
+batch·dim/BLOCK_D programs would leave the GPU idle, time is split into S segments: a ``LOCAL`` pass
+gives each segment's final state from zero and its decay exp(A Σ Δ), ``selective_scan_seg`` chains
+them (H_s = P_{s-1} H_{s-1} + q_{s-1}) and the full pass recomputes each segment from H_s, writing
+``out``. Backward: ``selective_scan_bwd_seq``, the same split for the adjoint.
+
+Kernel layouts: B, C as (batch, groups, L, N) (one N-vector per step), states (batch, S, dim, N) and
+checkpoints (batch, n_ck, dim, N), fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+from seqssm.kernels.selective_scan_common import pow2_divisor
+from seqssm.kernels.selective_scan_fwd_seq import launch_fwd_seq
+from seqssm.kernels.selective_scan_seg import propagate
+
+# num_warps: BLOCK_D = 32·num_warps channels per program (one per thread). T: steps per unrolled tile.
+# CK: checkpoint interval for the backward (multiple of T). target_warps: split time into segments
+# until programs x warps reach this (132 SMs x 4 schedulers x 2 on an H100); max_seg caps S.
+CONFIG = {"num_warps": 4, "T": 8, "CK": 64, "target_warps": 1056, "max_seg": 64,
+          "bwd_num_warps": 1, "bwd_K": 4}
+INTERPRET_CONFIG = {"num_warps": 1, "T": 4, "CK": 8, "target_warps": 1 << 30, "max_seg": 4,
+                    "bwd_num_warps": 1, "bwd_K": 4}
+
+
+def config(device: torch.device) -> dict:
+    return CONFIG if device.type == "cuda" else INTERPRET_CONFIG
+
+
+def supported(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> bool:
+    """Real A with time-varying (optionally grouped) B and C."""
+    return not A.is_complex() and B.dim() >= 3 and C.dim() >= 3
+
+
+def bc_seq(M: torch.Tensor) -> torch.Tensor:
+    """(batch, N, L) or (batch, groups, N, L) -> (batch, groups, L, N), dtype kept (fp64 -> fp32)."""
+    if M.dim() == 3:
+        M = M.unsqueeze(1)
+    if M.dtype == torch.float64:
+        M = M.float()
+    return M.transpose(-1, -2).contiguous()
+
+
+def plan(batch: int, dim: int, L: int, groups: int, num_warps: int, cfg: dict) -> tuple[int, int, int]:
+    """(block_d, seg_len, n_seg): segments of a multiple of CK steps, as few as fill the GPU."""
+    block_d = pow2_divisor(dim // groups, 32 * num_warps)
+    warps = triton.cdiv(dim, block_d) * batch * num_warps
+    n_ck = triton.cdiv(L, cfg["CK"])
+    n_seg = max(1, min(triton.cdiv(cfg["target_warps"], warps), cfg["max_seg"], n_ck))
+    seg_len = triton.cdiv(n_ck, n_seg) * cfg["CK"]
+    return block_d, seg_len, triton.cdiv(L, seg_len)
+
+
+def fwd_seq(u, dt, A, Bt, Ct, D, z, bias, h0, *, softplus_: bool, groups: int, save_ckpt: bool,
+            ck: int | None = None):
+    """Forward on prepared tensors (u, dt, z contiguous (batch, dim, L); A (dim, N) fp32; Bt, Ct from
+    ``bc_seq``; h0 (batch, dim, N) fp32 or None). ck: checkpoint interval (a multiple of T; default
+    CONFIG's). Returns (out, last (batch, dim, N), ckpt (batch, cdiv(L, ck), dim, N) or None, seg_len)."""
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    cfg = dict(config(u.device))
+    cfg["CK"] = ck or cfg["CK"]
+    nw = cfg["num_warps"]
+    block_d, seg_len, n_seg = plan(batch, dim, L, groups, nw, cfg)
+    f32 = dict(device=u.device, dtype=torch.float32)
+    out = torch.empty_like(u)
+    hout = torch.empty(batch, n_seg, dim, N, **f32)
+    h0k = None if h0 is None else h0.contiguous()  # (batch, dim, N) = (batch, 1, dim, N)
+    ckpt = torch.empty(batch, triton.cdiv(L, cfg["CK"]), dim, N, **f32) if save_ckpt else None
+    kw = dict(softplus_=softplus_, seg_len=seg_len, n_seg=n_seg, ch_per_group=dim // groups,
+              block_d=block_d, t=cfg["T"], ck=cfg["CK"], num_warps=nw)
+    hin = h0k
+    if n_seg > 1:
+        decay = torch.empty_like(hout)
+        launch_fwd_seq(u, dt, A, Bt, Ct, D, z, bias, None, out, hout, decay, None, local=True, **kw)
+        hin = torch.empty_like(hout)
+        propagate(decay, hout, h0k, hin, reverse=False)
+        hout = torch.empty_like(hout)
+    launch_fwd_seq(u, dt, A, Bt, Ct, D, z, bias, hin, out, hout, None, ckpt, local=False, **kw)
+    last = hout[:, -1]
+    return out, last, ckpt, seg_len
