@@ -6,8 +6,10 @@ from seqssm.config import to_dataclass
 from seqssm.errors import ConfigError
 from seqssm.tasks.base import Task
 from seqssm.tasks.dna import DNAConfig, DNATask
+from seqssm.tasks.lm import LMConfig, LMTask
+from seqssm.tasks.synthetic import SyntheticConfig, SyntheticTask
 
-TASKS = {"dna": (DNATask, DNAConfig)}
+TASKS = {"dna": (DNATask, DNAConfig), "synthetic": (SyntheticTask, SyntheticConfig), "lm": (LMTask, LMConfig)}
 
 
 def make_task(cfg, seed: int) -> Task:

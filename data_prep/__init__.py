@@ -1,0 +1,1 @@
+"""Download, verify and convert real data sets (one module per corpus; checksums in each)."""
