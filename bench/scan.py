@@ -184,6 +184,28 @@ def sweep(ours, kern, shapes) -> list:
     return out
 
 
+def seq_sweep(ours, seq, shapes) -> list:
+    """Time the time-sequential forward for (num_warps, target_warps) choices (target_warps 0: one
+    segment, no split); keeps the fastest (summed relative time) in seq.CONFIG."""
+    out, saved = [], dict(seq.CONFIG)
+    cfgs = [(nw, tw) for nw in (4, 2) for tw in (0, 1056, 2112, 4224)]
+    for batch, dim, L in shapes:
+        t = scan_inputs(batch, dim, 16, L)
+        for nw, tw in cfgs:
+            seq.CONFIG.update(num_warps=nw, target_warps=tw)
+            ms = bench(lambda t=t: ours.selective_scan_fn(*t, True, backend="triton"))
+            out.append({"shape": [batch, dim, L], "kind": "fwd_seq", "cfg": [nw, tw], "ms": ms})
+            log("seq sweep", out[-1])
+    seq.CONFIG.update(saved)
+    best = {tuple(r["shape"]): min(q["ms"] for q in out if q["shape"] == r["shape"]) for r in out}
+    score = {}
+    for r in out:
+        score[tuple(r["cfg"])] = score.get(tuple(r["cfg"]), 0.0) + r["ms"] / best[tuple(r["shape"])]
+    nw, tw = min(score, key=score.get)
+    seq.CONFIG.update(num_warps=nw, target_warps=tw)
+    return out
+
+
 def table_shapes(quick: bool):
     rows = [(4, 2048, 2048), (4, 2048, 8192), (4, 2048, 32768), (1, 2048, 131072), (1, 2048, 1048576),
             (1, 2048, 8192), (8, 2048, 8192),
@@ -200,6 +222,8 @@ def main():
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--block", action="store_true", help="also time the whole Mamba block")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seq-sweep", action="store_true", help="tune the time-sequential forward first")
+    ap.add_argument("--no-build", action="store_true", help="skip mamba_ssm (no anchor)")
     ap.add_argument("--budget-s", type=float, default=430.0, help="stop starting new rows after this")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -215,6 +239,8 @@ def main():
         json.dump(res, open(path, "w"), indent=1)
 
     try:
+        if a.no_build:
+            raise RuntimeError("--no-build")
         res["build_s"], res["so_bytes"] = build_selective_scan(a.sdist)
     except Exception as e:  # keep going without the anchor
         res["build_error"] = f"{type(e).__name__}: {str(e)[-800:]}"
@@ -243,7 +269,13 @@ def main():
             kern.CONFIG["fwd" if kind == "fwd" else "bwd"] = min(score, key=score.get)
         log("chosen config", kern.CONFIG)
         save()
+    seq = importlib.import_module("seqssm.kernels.selective_scan_seq")
+    if a.seq_sweep and DEV == "cuda":
+        res["seq_sweep"] = seq_sweep(ours, seq, [(4, 2048, 8192), (1, 2048, 131072), (8, 2048, 8192)])
+        log("chosen seq config", seq.CONFIG)
+        save()
     res["config"] = dict(kern.CONFIG)
+    res["seq_config"] = dict(seq.CONFIG)
     n = 16
     for batch, dim, L in table_shapes(a.quick):
         if time.time() - T0 > a.budget_s:
@@ -318,7 +350,8 @@ def block_rows(ours, sdist, deadline) -> list:
 def write_md(res: dict, path: str) -> None:
     L = [f"# Selective scan, {res['device']} ({res['date']})", "",
          f"torch {res['torch']}, triton {res['triton']}, CUDA {res['cuda']}; copy bandwidth "
-         f"{res['copy_bytes_per_s'] / 1e12:.2f} TB/s; command: `{res['command']}`; kernel config {res.get('config')}",
+         f"{res['copy_bytes_per_s'] / 1e12:.2f} TB/s; command: `{res['command']}`; kernel config {res.get('config')}; "
+         f"time-sequential forward config {res.get('seq_config')}",
          "", "bf16, N = 16, with D, z, delta_bias, softplus. Medians in ms; ratio = ours / mamba_ssm; "
          "% floor = memory floor / our forward time.", "",
          "| batch | dim | L | ours fwd | mamba_ssm fwd | ratio | floor fwd | % floor | ours fwd+bwd | "

@@ -4,7 +4,7 @@ Forward: ``selective_scan_fwd_seq`` (see its docstring for the math and the layo
 batch·dim/BLOCK_D programs would leave the GPU idle, time is split into S segments: a ``LOCAL`` pass
 gives each segment's final state from zero and its decay exp(A Σ Δ), ``selective_scan_seg`` chains
 them (H_s = P_{s-1} H_{s-1} + q_{s-1}) and the full pass recomputes each segment from H_s, writing
-``out``. Backward: ``selective_scan_bwd_seq``, the same split for the adjoint.
+``out``. The backward is still the chunked kernel (``selective_scan_bwd``), fed checkpoints from here.
 
 Kernel layouts: B, C as (batch, groups, L, N) (one N-vector per step), states (batch, S, dim, N) and
 checkpoints (batch, n_ck, dim, N), fp32.
@@ -21,11 +21,11 @@ from seqssm.kernels.selective_scan_seg import propagate
 
 # num_warps: BLOCK_D = 32·num_warps channels per program (one per thread). T: steps per unrolled tile.
 # CK: checkpoint interval for the backward (multiple of T). target_warps: split time into segments
-# until programs x warps reach this (132 SMs x 4 schedulers x 2 on an H100); max_seg caps S.
-CONFIG = {"num_warps": 4, "T": 8, "CK": 64, "target_warps": 1056, "max_seg": 64,
-          "bwd_num_warps": 1, "bwd_K": 4}
-INTERPRET_CONFIG = {"num_warps": 1, "T": 4, "CK": 8, "target_warps": 1 << 30, "max_seg": 4,
-                    "bwd_num_warps": 1, "bwd_K": 4}
+# until programs x warps reach this; max_seg caps S. H100 sweep (bench/scan.py --seq-sweep,
+# 2026-11-23): (4 warps, 2112) best overall; no split is 4-18x slower (a lone warp per scheduler is
+# latency-bound), 1056/4224 within 5-40%.
+CONFIG = {"num_warps": 4, "T": 8, "CK": 64, "target_warps": 2112, "max_seg": 64}
+INTERPRET_CONFIG = {"num_warps": 1, "T": 4, "CK": 8, "target_warps": 1 << 30, "max_seg": 4}
 
 
 def config(device: torch.device) -> dict:
