@@ -4,6 +4,9 @@ logits and the same 64 greedy tokens; saved models load back in transformers and
 incomplete and mis-shaped checkpoints fail with one line naming the key."""
 
 import json
+import sys
+import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -198,3 +201,30 @@ def test_errors_name_the_key(tmp_path):
         from_pretrained(tmp_path / "noweights")
     with pytest.raises(CheckpointError, match="no such folder"):
         from_pretrained(tmp_path / "nowhere")
+
+
+SDIST = Path(__file__).resolve().parents[1] / ".pkgs" / "mamba_ssm-2.3.2.post1"
+
+
+@pytest.mark.skipif(not SDIST.is_dir(), reason="mamba_ssm's source is not unpacked in .pkgs/")
+@pytest.mark.parametrize("mixer", ["mamba", "mamba2"])
+def test_mamba_ssm_builds_and_strictly_loads_our_export(mixer, tmp_path, monkeypatch):
+    """mamba_ssm's own MambaLMHeadModel, built from the config.json we write, loads our
+    pytorch_model.bin with strict=True (its forward needs CUDA: the logits are compared on the GPU
+    by bench/decode.py)."""
+    pytest.importorskip("einops")
+    monkeypatch.syspath_prepend(str(SDIST))
+    if "selective_scan_cuda" not in sys.modules:  # its CUDA extension, unused by construction
+        monkeypatch.setitem(sys.modules, "selective_scan_cuda", types.ModuleType("selective_scan_cuda"))
+    from mamba_ssm.models.config_mamba import MambaConfig
+    from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel as TheirModel
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(mixer=mixer, d_model=32, n_layer=2, d_state=8, headdim=16, ngroups=2, conv_bias=False, bias=True)
+    ours = perturb(MambaLMHeadModel(cfg, VOCAB))
+    save_pretrained(ours, tmp_path, format="mamba_ssm")
+    theirs = TheirModel(MambaConfig(**json.loads((tmp_path / "config.json").read_text())))
+    theirs.load_state_dict(torch.load(tmp_path / "pytorch_model.bin", weights_only=True), strict=True)
+    for name, p in ours.state_dict().items():
+        assert torch.equal(theirs.state_dict()[name], p), name
+    assert theirs.backbone.layers[0].mixer.__class__.__name__ == ("Mamba" if mixer == "mamba" else "Mamba2")
