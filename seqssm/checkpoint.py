@@ -13,7 +13,7 @@ from seqssm.models import ModelConfig
 from seqssm.tasks.base import Task
 
 # Keys that change only how a model runs, not what its parameters are.
-RUNTIME_KEYS = {"backend", "chunk_size"}
+RUNTIME_KEYS = {"backend", "chunk_size", "init_from"}  # init_from: where training started, not a shape
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -59,7 +59,11 @@ def load_model(path: str | os.PathLike, task: Task, device: str | torch.device =
         raise CheckpointError(f"ckpt={path}: a checkpoint of task {hp['task']!r}, not {task.name!r}")
     net = task.build_model(ModelConfig(**hp["model"]))
     state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    missing, unexpected = net.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a parameter of another shape (e.g. another number of classes)
+        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), str(e))
+        raise CheckpointError(f"ckpt={path}: the checkpoint does not fit the model the task builds: {detail}") from None
     if missing or unexpected:
         raise CheckpointError(
             f"ckpt={path}: parameters do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from seqssm.config import OptimConfig
+from seqssm.finetune import init_from_checkpoint
 from seqssm.models import ModelConfig
 from seqssm.models.streaming import chunked_forward
 from seqssm.tasks.base import Task
@@ -42,6 +43,8 @@ class SequenceModel(L.LightningModule):
         super().__init__()
         self.task, self.model_cfg, self.optim_cfg, self.chunk_len = task, model_cfg, optim_cfg, chunk_len
         self.net = task.build_model(model_cfg)
+        if model_cfg.init_from:  # fine-tuning: start from a pretrained backbone (seqssm/finetune.py)
+            init_from_checkpoint(self.net, model_cfg.init_from)
         self.val_metrics = task.metrics()
         # Stored in every checkpoint, so that a checkpoint of another model is recognised.
         self.save_hyperparameters({"task": task.name, "task_config": asdict(task.cfg), "model": asdict(model_cfg)})

@@ -7,6 +7,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from seqssm.errors import ConfigError
+from seqssm.models import rc
+from seqssm.models.bidirectional import maybe_bidirectional
 from seqssm.models.config import ModelConfig
 from seqssm.models.transformer import TransformerMixer
 from seqssm.modules.block import Block
@@ -51,24 +54,33 @@ class Backbone(nn.Module):
         cfg.validate()
         self.embedding = nn.Embedding(vocab_size, cfg.d_model)
         self.layers = nn.ModuleList(
-            Block(cfg.d_model, make_mixer(cfg), cfg.norm_eps, cfg.backend, cfg.residual_in_fp32)
+            Block(cfg.d_model, maybe_bidirectional(cfg, make_mixer), cfg.norm_eps, cfg.backend, cfg.residual_in_fp32)
             for _ in range(cfg.n_layer)
         )
         self.norm_f = RMSNorm(cfg.d_model, eps=cfg.norm_eps, backend=cfg.backend)
+        self.rc_equivariant = cfg.rc_equivariant  # models/rc.py: both strands, shared parameters
+        self.d_out = 2 * cfg.d_model if cfg.rc_equivariant else cfg.d_model  # channels of the output
 
     def forward(self, input_ids: torch.Tensor, states: list | None = None, return_states: bool = False):
         """input_ids: (batch, L) -> hidden (batch, L, d_model). ``states`` (one per layer) continue
         an earlier piece of the same sequences; ``return_states`` also returns the states after
-        the last token, so a long sequence can be run piece by piece with the same result."""
+        the last token, so a long sequence can be run piece by piece with the same result.
+        With ``rc_equivariant``: hidden (batch, L, 2·d_model), the two strands stacked (models/rc.py)."""
+        if self.rc_equivariant:
+            input_ids = rc.both_strands(input_ids, states, return_states)
         hidden, residual, new_states = self.embedding(input_ids), None, []
         for i, layer in enumerate(self.layers):
             state = None if states is None else states[i]
             hidden, residual, state = layer(hidden, residual, state, return_states)
             new_states.append(state)
         hidden = self.norm_f(hidden, residual, prenorm=False)
+        if self.rc_equivariant:
+            hidden = rc.stack_strands(hidden)
         return (hidden, new_states) if return_states else hidden
 
     def init_states(self, batch: int, device: torch.device | None = None) -> list:
+        if self.rc_equivariant:
+            raise ConfigError(rc.NO_STATE)
         return [layer.mixer.init_state(batch, device) for layer in self.layers]
 
     def step(self, input_ids: torch.Tensor, states: list) -> torch.Tensor:

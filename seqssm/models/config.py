@@ -31,6 +31,10 @@ class ModelConfig:
     tie_embeddings: bool = True
     pad_vocab_size_multiple: int = 8
     backend: str = "auto"  # "auto" | "reference" | "triton" for every primitive
+    bidirectional: bool = False  # forward + reversed scan in every block (models/bidirectional.py); cannot generate
+    bidirectional_strategy: str = "add"  # how the two directions combine: "add" or "concat" (then a projection)
+    rc_equivariant: bool = False  # DNA tokens: reverse-complement parameter sharing (Caduceus RCPS; models/rc.py)
+    init_from: str | None = None  # a training checkpoint whose backbone initialises this model (fine-tuning)
 
     def validate(self) -> None:
         if self.mixer not in MIXERS:
@@ -44,6 +48,8 @@ class ModelConfig:
             raise ConfigError(f"model.d_conv={self.d_conv}: expected 2, 3 or 4")
         if self.backend not in ("auto", "reference", "triton"):
             raise ConfigError(f"model.backend={self.backend!r}: expected auto, reference or triton")
+        if self.bidirectional_strategy not in ("add", "concat"):
+            raise ConfigError(f"model.bidirectional_strategy={self.bidirectional_strategy!r}: expected add or concat")
         if self.mixer == "mamba2":
             d_inner = self.expand * self.d_model
             if d_inner % self.headdim:

@@ -9,6 +9,7 @@ import math
 import torch
 import torch.nn as nn
 
+from seqssm.errors import ConfigError
 from seqssm.models.backbone import Backbone
 from seqssm.models.config import ModelConfig
 
@@ -30,6 +31,12 @@ def init_weights(module: nn.Module, n_layer: int) -> None:
 class MambaLMHeadModel(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:
         super().__init__()
+        if cfg.bidirectional or cfg.rc_equivariant:
+            key = "bidirectional" if cfg.bidirectional else "rc_equivariant"
+            raise ConfigError(
+                f"model.{key}=true: a next-token model must not see the tokens it predicts; use it for "
+                "classification (task=dna_classify), not for language modeling or generation"
+            )
         self.config, self.vocab_size = cfg, vocab_size
         multiple = cfg.pad_vocab_size_multiple
         padded = math.ceil(vocab_size / multiple) * multiple
