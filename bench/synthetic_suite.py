@@ -1,0 +1,163 @@
+"""Train and evaluate the synthetic suite for mamba, mamba2 and the Transformer baseline, and write the
+combined results (``results.json``, Markdown tables, PNG plots) into ``--out``.
+
+    python bench/synthetic_suite.py --out bench/results/synthetic [--only ih_mamba ih_transformer ...]
+
+Each experiment is a plain ``python -m seqssm.train`` then ``python -m seqssm.evaluate`` run (the
+commands are printed and stored), so any number here can be reproduced by hand. ``--only`` runs a
+subset and merges it into an existing results.json. Budgets are small (CPU minutes each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from seqssm.io import write_json, write_text
+from seqssm.tasks.synthetic_plots import plot_accuracy, plot_vs_state
+
+MODELS = {
+    "mamba": ["model=mamba", "model.n_layer=2", "model.d_model=64"],
+    "mamba2": ["model=mamba2", "model.n_layer=2", "model.d_model=64", "model.headdim=32", "model.chunk_size=64"],
+    "transformer": ["model=transformer", "model.n_layer=2", "model.d_model=64", "model.headdim=32"],
+}
+IH_LENGTHS = "[64,128,256,512,1024,2048,4096,8192,16384,32768,65536]"
+TRAIN = ["trainer.enable_progress_bar=false", "optim.lr=3e-3", "optim.warmup_steps=20", "task.data.val_examples=256"]
+
+
+def experiments(steps: dict[str, int]) -> dict[str, tuple[list[str], list[str]]]:
+    """name -> (train overrides, evaluate overrides); task overrides are shared by both."""
+    ex = {}
+    for m in MODELS:
+        ex[f"ih_{m}"] = (
+            ["task.data.kind=induction_heads", "task.data.seq_len=256", "task.data.vocab=16", *MODELS[m],
+             f"trainer.max_steps={steps['ih']}", "trainer.val_check_interval=100"],
+            [f"task.eval.lengths={IH_LENGTHS}", "task.eval.examples=64", "task.eval.max_tokens=524288",
+             "task.eval.min_examples=8"],
+        )
+        ex[f"sc_{m}"] = (
+            ["task.data.kind=selective_copying", "task.data.seq_len=256", "task.data.vocab=16",
+             "task.data.num_tokens=16", *MODELS[m], f"trainer.max_steps={steps['sc']}",
+             "trainer.val_check_interval=100"],
+            ["task.eval.examples=256"],
+        )
+    mqar = ["task.data.kind=mqar", "task.data.seq_len=128", "task.data.vocab=128", "task.data.num_kv_pairs=16",
+            f"trainer.max_steps={steps['mqar']}", "trainer.val_check_interval=100"]
+    mqar_eval = ["task.eval.examples=256", "task.eval.num_kv_pairs=[4,8,16,24,32]"]
+    ex["mqar_mamba_n16"] = ([*mqar, *MODELS["mamba"], "model.d_state=16"], mqar_eval)
+    for n in (16, 64, 256):
+        ex[f"mqar_mamba2_n{n}"] = ([*mqar, *MODELS["mamba2"], f"model.d_state={n}"], mqar_eval)
+    ex["mqar_transformer"] = ([*mqar, *MODELS["transformer"]], mqar_eval)
+    return ex
+
+
+def run(cmd: list[str], log: Path) -> float:
+    print("$ " + " ".join(cmd), flush=True)
+    start = time.time()
+    with open(log, "a") as f:
+        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, text=True)
+    if p.returncode:
+        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}; see {log}")
+    return time.time() - start
+
+
+def tables(results: dict) -> str:
+    lines = []
+    ih = {k.removeprefix("ih_"): v for k, v in results.items() if k.startswith("ih_")}
+    if ih:
+        lengths = sorted({int(n) for r in ih.values() for n in r["eval"]["by_length"]})
+        lines += ["### Induction heads (trained at 256): accuracy per evaluation length", "",
+                  "| model | val acc @256 | " + " | ".join(f"{n}" for n in lengths) + " |",
+                  "| --- | --- | " + " | ".join("---" for _ in lengths) + " |"]
+        for m, r in ih.items():
+            by = r["eval"]["by_length"]
+            cells = [f"{by[str(n)]['acc']:.3f}" if str(n) in by else "" for n in lengths]
+            lines.append(f"| {m} | {r['train']['val/acc']:.3f} | " + " | ".join(cells) + " |")
+        lines.append("")
+    sc = {k.removeprefix("sc_"): v for k, v in results.items() if k.startswith("sc_")}
+    if sc:
+        lines += ["### Selective copying (256 tokens, 16 to copy, vocab 16)", "",
+                  "| model | steps | train s | val acc | eval acc | eval exact |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for m, r in sc.items():
+            e = r["eval"]["by_length"]["256"]
+            lines.append(f"| {m} | {r['train']['steps']} | {r['train']['train_seconds']} | {r['train']['val/acc']:.4f} "
+                         f"| {e['acc']:.4f} | {e['exact']:.3f} |")
+        lines.append("")
+    mq = {k.removeprefix("mqar_"): v for k, v in results.items() if k.startswith("mqar_")}
+    if mq:
+        pairs = sorted({int(k) for r in mq.values() for k in r["eval"].get("by_num_kv_pairs", {})})
+        lines += ["### MQAR (length 128, vocab 128, trained with 16 pairs): accuracy per number of pairs", "",
+                  "| model | d_state | params | " + " | ".join(f"{k} pairs" for k in pairs) + " |",
+                  "| --- | --- | --- | " + " | ".join("---" for _ in pairs) + " |"]
+        for m, r in mq.items():
+            by = r["eval"].get("by_num_kv_pairs", {})
+            d_state = r["eval"]["model"].get("d_state", "") if "transformer" not in m else "-"
+            cells = [f"{by[str(k)]['acc']:.3f}" if str(k) in by else "" for k in pairs]
+            lines.append(f"| {m} | {d_state} | {r['train']['params']:,} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plots(results: dict, out: Path) -> None:
+    ih = {k.removeprefix("ih_"): v["eval"] for k, v in results.items() if k.startswith("ih_")}
+    if ih:
+        plot_accuracy(ih, out / "induction_heads_extrapolation.png", "induction heads", 256)
+    mq = {k: v for k, v in results.items() if k.startswith("mqar_") and "transformer" not in k}
+    if mq:
+        series: dict[str, dict[int, float]] = {}
+        for r in mq.values():
+            m = r["eval"]["model"]
+            series.setdefault(m["mixer"], {})[m["d_state"]] = r["eval"]["by_num_kv_pairs"].get("16", {}).get("acc", 0)
+        plot_vs_state(series, out / "mqar_vs_state.png", "MQAR (16 pairs, length 128): accuracy vs state size")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=Path("bench/results/synthetic"))
+    ap.add_argument("--only", nargs="*", help="experiment names (default: all)")
+    ap.add_argument("--ih-steps", type=int, default=400)
+    ap.add_argument("--sc-steps", type=int, default=400)
+    ap.add_argument("--mqar-steps", type=int, default=300)
+    args = ap.parse_args()
+    out = args.out.resolve()
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    ex = experiments({"ih": args.ih_steps, "sc": args.sc_steps, "mqar": args.mqar_steps})
+    for name in args.only or list(ex):
+        if name not in ex:
+            sys.exit(f"--only: unknown experiment {name!r} (expected one of {', '.join(ex)})")
+        train_o, eval_o = ex[name]
+        run_dir, log = out / "runs" / name, out / "runs" / f"{name}.log"
+        train_cmd = [sys.executable, "-m", "seqssm.train", "task=synthetic", *TRAIN, *train_o,
+                     f"hydra.run.dir={run_dir}"]
+        task_o = [o for o in train_o if o.startswith("task.")]
+        eval_cmd = [sys.executable, "-m", "seqssm.evaluate", "task=synthetic", *task_o, *eval_o,
+                    f"ckpt={run_dir / 'checkpoints/best.ckpt'}", f"out={run_dir / 'eval'}", "batch_size=8"]
+        train_s = run(train_cmd, log)
+        eval_s = run(eval_cmd, log)
+        results[name] = {
+            "train": json.loads((run_dir / "metrics.json").read_text()),
+            "eval": json.loads((run_dir / "eval/metrics.json").read_text()),
+            "commands": [" ".join(train_cmd[1:]), " ".join(eval_cmd[1:])],
+            "wall_seconds": {"train": round(train_s, 1), "evaluate": round(eval_s, 1)},
+            "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+                       f"torch {torch.__version__}",
+            "date": time.strftime("%Y-%m-%d"),
+        }
+        write_json(path, results)
+        write_text(out / "results.md", tables(results))
+        plots(results, out)
+    print(tables(results))
+
+
+if __name__ == "__main__":
+    main()
