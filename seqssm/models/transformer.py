@@ -40,9 +40,9 @@ class KVCache:
 
 def rope(x: torch.Tensor, offset: int, base: float = 10000.0) -> torch.Tensor:
     """Rotate channel pairs (i, i + head_dim/2) of x (batch, heads, L, head_dim) at positions offset .. offset+L-1."""
-    d = x.shape[-1]
-    inv_freq = base ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
-    pos = torch.arange(offset, offset + x.shape[2], device=x.device, dtype=torch.float32)
+    d, dtype = x.shape[-1], torch.promote_types(x.dtype, torch.float32)  # angles in fp32 (float64 for float64)
+    inv_freq = base ** (-torch.arange(0, d, 2, device=x.device, dtype=dtype) / d)
+    pos = torch.arange(offset, offset + x.shape[2], device=x.device, dtype=dtype)
     angles = pos[:, None] * inv_freq[None]  # (L, d/2)
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
     x1, x2 = x[..., : d // 2], x[..., d // 2 :]
