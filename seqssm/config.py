@@ -53,6 +53,20 @@ class OptimConfig:
 
 
 @dataclass
+class GuardConfig:
+    """What happens when a loss or gradient becomes NaN or infinite (``seqssm.guards``)."""
+
+    nonfinite: str = "stop"  # "stop": end the run naming step, layer, parameter; "skip": drop the step
+    max_skips: int = 10  # with "skip": stop after this many skipped steps
+
+    def validate(self) -> None:
+        if self.nonfinite not in ("stop", "skip"):
+            raise ConfigError(f"guard.nonfinite={self.nonfinite!r}: expected stop or skip")
+        if self.max_skips < 0:
+            raise ConfigError(f"guard.max_skips={self.max_skips}: expected >= 0")
+
+
+@dataclass
 class TrainerConfig:
     """Arguments for ``lightning.Trainer`` (a subset; names as Lightning's)."""
 

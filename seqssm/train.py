@@ -21,15 +21,27 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqssm.checkpoint import check_checkpoint
 from seqssm.cli import register_schemas, run_reporting_errors
-from seqssm.config import OptimConfig, TrainerConfig, to_dataclass
+from seqssm.config import GuardConfig, OptimConfig, TrainerConfig, to_dataclass
 from seqssm.errors import ConfigError
+from seqssm.guards import NonFiniteGuard
 from seqssm.io import AtomicCheckpointIO, write_json, write_text
 from seqssm.lit import SequenceModel
 from seqssm.models import ModelConfig
 from seqssm.plots import plot_loss_curve
+from seqssm.resume import resolve_ckpt_path
 from seqssm.tasks import make_task
 
-KNOWN_KEYS = {"task", "model", "trainer", "optim", "seed", "ckpt_path", "chunk_len"}
+KNOWN_KEYS = {
+    "task",
+    "model",
+    "trainer",
+    "optim",
+    "guard",
+    "seed",
+    "ckpt_path",
+    "checkpoint_every_n_steps",
+    "chunk_len",
+}
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
@@ -40,8 +52,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     model_cfg = to_dataclass(ModelConfig, cfg.model, "model")
     optim_cfg = to_dataclass(OptimConfig, cfg.optim, "optim")
     trainer_cfg = to_dataclass(TrainerConfig, cfg.trainer, "trainer")
+    guard_cfg = to_dataclass(GuardConfig, cfg.guard, "guard")
     task = make_task(cfg.task, cfg.seed)
-    ckpt_path = check_checkpoint(cfg.ckpt_path, task.name, model_cfg) if cfg.ckpt_path else None
+    ckpt_path = check_checkpoint(resolve_ckpt_path(cfg.ckpt_path), task.name, model_cfg) if cfg.ckpt_path else None
     write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     dm = task.datamodule()
@@ -51,14 +64,22 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     n_params = sum(p.numel() for p in module.net.parameters())
     print(f"seqssm: task={task.name} mixer={model_cfg.mixer} params={n_params:,} run folder {out_dir}")
 
-    checkpoint = ModelCheckpoint(
-        dirpath=out_dir / "checkpoints", filename="best", monitor="val/loss", mode="min", save_last=True
+    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor="val/loss", mode="min")
+    # last.ckpt: at every validation, at the end, and every checkpoint_every_n_steps steps, so that a run
+    # killed mid-epoch resumes from close to where it stopped.
+    last = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints",
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=cfg.checkpoint_every_n_steps or None,
     )
+    callbacks = [checkpoint, last, LearningRateMonitor(logging_interval="step")]
+    callbacks.append(NonFiniteGuard(guard_cfg.nonfinite, guard_cfg.max_skips))
     trainer = L.Trainer(
         **asdict(trainer_cfg),
         default_root_dir=str(out_dir),
         logger=[CSVLogger(out_dir, name="", version="csv"), TensorBoardLogger(out_dir, name="", version="tb")],
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step")],
+        callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
     )
     start = time.time()

@@ -1,0 +1,109 @@
+"""Resuming a run exactly where it stopped.
+
+Lightning restores the model, optimizer, LR scheduler and loop counters from ``last.ckpt``, but a
+plain DataLoader restarts its epoch at the first batch. ``ResumableLoader`` saves how many batches
+of the epoch were consumed and skips them when the run is restored, so the batches after the
+checkpoint are the ones an uninterrupted run would have seen. This needs a deterministic order of
+samples within an epoch (seqssm's datasets draw their windows from generators seeded per (seed,
+epoch, index)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from torch.utils.data import DataLoader, Sampler
+
+from seqssm.errors import CheckpointError
+
+
+class SkipFirst(Sampler[int]):
+    """The indices of ``inner`` without the first ``skip`` of them (length unchanged, so Lightning's
+    count of batches per epoch stays that of the full epoch)."""
+
+    def __init__(self, inner: Sampler, skip: int) -> None:
+        self.inner, self.skip = inner, skip
+
+    def __iter__(self) -> Iterator[int]:
+        it = iter(self.inner)
+        for _ in range(self.skip):
+            next(it, None)
+        yield from it
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+class EpochSampler(Sampler[int]):
+    """Indices 0..n-1 in order; ``set_epoch`` (called by Lightning at every epoch, and by
+    ``ResumableLoader`` when a run is restored) is passed on to the dataset, whose samples are drawn
+    from generators seeded per (seed, epoch, index)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset, self.epoch = dataset, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.dataset, "epoch"):
+            self.dataset.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(len(self.dataset)))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose position within the epoch is saved in Lightning checkpoints (Lightning
+    calls ``state_dict`` when it saves and ``load_state_dict`` before the first ``iter`` of a
+    restored run)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._yielded, self._skip = 0, 0
+
+    def __iter__(self):
+        skip, self._skip = self._skip, 0
+        # The batch sampler reads ``.sampler`` lazily, when the first batch is drawn: set it for this epoch.
+        base = self.batch_sampler.sampler
+        base = base.inner if isinstance(base, SkipFirst) else base
+        self.batch_sampler.sampler = SkipFirst(base, skip * self.batch_sampler.batch_size) if skip else base
+        return self._count(super().__iter__(), skip)
+
+    def _count(self, iterator, skip: int):
+        self._yielded = skip
+        for batch in iterator:
+            self._yielded += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"batches_consumed": self._yielded, "epoch": getattr(self._epoch_sampler(), "epoch", 0)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._skip = int(state.get("batches_consumed", 0))
+        if hasattr(self._epoch_sampler(), "set_epoch"):
+            self._epoch_sampler().set_epoch(int(state.get("epoch", 0)))
+
+    def _epoch_sampler(self) -> Sampler:
+        sampler = self.batch_sampler.sampler
+        return sampler.inner if isinstance(sampler, SkipFirst) else sampler
+
+
+def train_loader(dataset, batch_size: int, num_workers: int = 0, **kwargs) -> ResumableLoader:
+    """The training DataLoader of seqssm's tasks: samples in a fixed order per epoch (the datasets
+    randomise by seed and epoch), resumable mid-epoch."""
+    return ResumableLoader(
+        dataset, batch_size=batch_size, sampler=EpochSampler(dataset), num_workers=num_workers, **kwargs
+    )
+
+
+def resolve_ckpt_path(value: str, root: Path = Path("outputs")) -> str:
+    """``ckpt_path=last``: the newest ``outputs/*/*/checkpoints/last.ckpt`` under the current folder."""
+    if value != "last":
+        return value
+    found = sorted(root.glob("*/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise CheckpointError(f"ckpt_path=last: no {root}/*/*/checkpoints/last.ckpt under {Path.cwd()}")
+    return str(found[-1])
