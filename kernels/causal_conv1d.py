@@ -123,7 +123,7 @@ def conv1d_bwd_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, gout_ptr, gx_ptr, 
 
 
 @triton.jit
-def conv1d_update_kernel(x_ptr, state_ptr, w_ptr, b_ptr, out_ptr, dim, s_xb, s_sb, s_sd,
+def conv1d_update_kernel(x_ptr, state_ptr, w_ptr, b_ptr, out_ptr, dim, s_xb, s_ob, s_sb, s_sd,
                          W: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr,
                          SILU: tl.constexpr):
     offs_d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -142,7 +142,7 @@ def conv1d_update_kernel(x_ptr, state_ptr, w_ptr, b_ptr, out_ptr, dim, s_xb, s_s
         acc += tl.load(b_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)
     if SILU:
         acc = acc * tl.sigmoid(acc)
-    tl.store(out_ptr + b64 * s_xb + offs_d, acc.to(out_ptr.dtype.element_ty), mask=m_d)
+    tl.store(out_ptr + b64 * s_ob + offs_d, acc.to(out_ptr.dtype.element_ty), mask=m_d)
 
 
 def _blocks(x: torch.Tensor) -> tuple[int, int]:
@@ -256,10 +256,11 @@ def causal_conv1d_update_triton(
     if conv_state.stride(-1) != 1:
         raise ValueError("conv_state must be contiguous on its last axis")
     x = x.contiguous() if x.stride(-1) != 1 else x
-    out = torch.empty_like(x)
+    # x may be a view into a wider projection (row stride > dim): the output gets its own layout.
+    out = torch.empty(batch, dim, dtype=x.dtype, device=x.device)
     bd = 128 if x.is_cuda else 16
     conv1d_update_kernel[(triton.cdiv(dim, bd), batch)](
-        x, conv_state, weight.contiguous(), bias, out, dim, x.stride(0), conv_state.stride(0),
+        x, conv_state, weight.contiguous(), bias, out, dim, x.stride(0), out.stride(0), conv_state.stride(0),
         conv_state.stride(1), W=W, BLOCK_D=bd, HAS_BIAS=bias is not None,
         SILU=activation in ("silu", "swish"), num_warps=4)
     return out

@@ -165,3 +165,22 @@ def test_state_update_mamba2_broadcast():
     st = state.to(DEV)
     y = selective_state_update_triton(st, *[a.to(DEV) for a in args], True)
     assert rel(y, y_ref) < 1e-5 and rel(st, ref_state) < 1e-5
+
+
+def test_conv_update_with_x_a_view_into_a_wider_projection():
+    """In the decode step x is half of in_proj's output (row stride 2·dim): the output must still be
+    written with its own layout (a bug once wrote past the end of it on the GPU)."""
+    from seqssm.kernels.causal_conv1d import causal_conv1d_update_triton
+    from seqssm.ops.reference.conv1d import causal_conv1d_update_ref
+
+    torch.manual_seed(0)
+    batch, dim, W = 5, 24, 4
+    wide = torch.randn(batch, 2 * dim, device=DEV)
+    x = wide[:, :dim]  # stride (2*dim, 1)
+    weight, bias = torch.randn(dim, W, device=DEV), torch.randn(dim, device=DEV)
+    s1 = torch.randn(batch, dim, W - 1, device=DEV)
+    s2 = s1.clone()
+    out = causal_conv1d_update_triton(x, s1, weight, bias, "silu")
+    ref = causal_conv1d_update_ref(x.clone(), s2, weight, bias, "silu")
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(s1, s2)
