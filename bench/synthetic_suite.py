@@ -32,24 +32,46 @@ IH_LENGTHS = "[64,128,256,512,1024,2048,4096,8192,16384,32768,65536]"
 TRAIN = ["trainer.enable_progress_bar=false", "optim.lr=3e-3", "optim.warmup_steps=20", "task.data.val_examples=256"]
 
 
-def experiments(steps: dict[str, int]) -> dict[str, tuple[list[str], list[str]]]:
+def experiments(steps: dict[str, int], ih_lengths: str = IH_LENGTHS) -> dict[str, tuple[list[str], list[str]]]:
     """name -> (train overrides, evaluate overrides); task overrides are shared by both."""
     ex = {}
     for m in MODELS:
         ex[f"ih_{m}"] = (
-            ["task.data.kind=induction_heads", "task.data.seq_len=256", "task.data.vocab=16", *MODELS[m],
-             f"trainer.max_steps={steps['ih']}", "trainer.val_check_interval=100"],
-            [f"task.eval.lengths={IH_LENGTHS}", "task.eval.examples=64", "task.eval.max_tokens=524288",
-             "task.eval.min_examples=8"],
+            [
+                "task.data.kind=induction_heads",
+                "task.data.seq_len=256",
+                "task.data.vocab=16",
+                *MODELS[m],
+                f"trainer.max_steps={steps['ih']}",
+                "trainer.val_check_interval=100",
+            ],
+            [
+                f"task.eval.lengths={ih_lengths}",
+                "task.eval.examples=64",
+                "task.eval.max_tokens=524288",
+                "task.eval.min_examples=8",
+            ],
         )
         ex[f"sc_{m}"] = (
-            ["task.data.kind=selective_copying", "task.data.seq_len=256", "task.data.vocab=16",
-             "task.data.num_tokens=16", *MODELS[m], f"trainer.max_steps={steps['sc']}",
-             "trainer.val_check_interval=100"],
+            [
+                "task.data.kind=selective_copying",
+                "task.data.seq_len=256",
+                "task.data.vocab=16",
+                "task.data.num_tokens=16",
+                *MODELS[m],
+                f"trainer.max_steps={steps['sc']}",
+                "trainer.val_check_interval=100",
+            ],
             ["task.eval.examples=256"],
         )
-    mqar = ["task.data.kind=mqar", "task.data.seq_len=128", "task.data.vocab=128", "task.data.num_kv_pairs=16",
-            f"trainer.max_steps={steps['mqar']}", "trainer.val_check_interval=100"]
+    mqar = [
+        "task.data.kind=mqar",
+        "task.data.seq_len=128",
+        "task.data.vocab=128",
+        "task.data.num_kv_pairs=16",
+        f"trainer.max_steps={steps['mqar']}",
+        "trainer.val_check_interval=100",
+    ]
     mqar_eval = ["task.eval.examples=256", "task.eval.num_kv_pairs=[4,8,16,24,32]"]
     ex["mqar_mamba_n16"] = ([*mqar, *MODELS["mamba"], "model.d_state=16"], mqar_eval)
     for n in (16, 64, 256):
@@ -73,9 +95,12 @@ def tables(results: dict) -> str:
     ih = {k.removeprefix("ih_"): v for k, v in results.items() if k.startswith("ih_")}
     if ih:
         lengths = sorted({int(n) for r in ih.values() for n in r["eval"]["by_length"]})
-        lines += ["### Induction heads (trained at 256): accuracy per evaluation length", "",
-                  "| model | val acc @256 | " + " | ".join(f"{n}" for n in lengths) + " |",
-                  "| --- | --- | " + " | ".join("---" for _ in lengths) + " |"]
+        lines += [
+            "### Induction heads (trained at 256): accuracy per evaluation length",
+            "",
+            "| model | val acc @256 | " + " | ".join(f"{n}" for n in lengths) + " |",
+            "| --- | --- | " + " | ".join("---" for _ in lengths) + " |",
+        ]
         for m, r in ih.items():
             by = r["eval"]["by_length"]
             cells = [f"{by[str(n)]['acc']:.3f}" if str(n) in by else "" for n in lengths]
@@ -83,20 +108,28 @@ def tables(results: dict) -> str:
         lines.append("")
     sc = {k.removeprefix("sc_"): v for k, v in results.items() if k.startswith("sc_")}
     if sc:
-        lines += ["### Selective copying (256 tokens, 16 to copy, vocab 16)", "",
-                  "| model | steps | train s | val acc | eval acc | eval exact |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "### Selective copying (256 tokens, 16 to copy, vocab 16)",
+            "",
+            "| model | steps | train s | val acc | eval acc | eval exact |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for m, r in sc.items():
             e = r["eval"]["by_length"]["256"]
-            lines.append(f"| {m} | {r['train']['steps']} | {r['train']['train_seconds']} | {r['train']['val/acc']:.4f} "
-                         f"| {e['acc']:.4f} | {e['exact']:.3f} |")
+            lines.append(
+                f"| {m} | {r['train']['steps']} | {r['train']['train_seconds']} | {r['train']['val/acc']:.4f} "
+                f"| {e['acc']:.4f} | {e['exact']:.3f} |"
+            )
         lines.append("")
     mq = {k.removeprefix("mqar_"): v for k, v in results.items() if k.startswith("mqar_")}
     if mq:
         pairs = sorted({int(k) for r in mq.values() for k in r["eval"].get("by_num_kv_pairs", {})})
-        lines += ["### MQAR (length 128, vocab 128, trained with 16 pairs): accuracy per number of pairs", "",
-                  "| model | d_state | params | " + " | ".join(f"{k} pairs" for k in pairs) + " |",
-                  "| --- | --- | --- | " + " | ".join("---" for _ in pairs) + " |"]
+        lines += [
+            "### MQAR (length 128, vocab 128, trained with 16 pairs): accuracy per number of pairs",
+            "",
+            "| model | d_state | params | " + " | ".join(f"{k} pairs" for k in pairs) + " |",
+            "| --- | --- | --- | " + " | ".join("---" for _ in pairs) + " |",
+        ]
         for m, r in mq.items():
             by = r["eval"].get("by_num_kv_pairs", {})
             d_state = r["eval"]["model"].get("d_state", "") if "transformer" not in m else "-"
@@ -126,22 +159,41 @@ def main() -> None:
     ap.add_argument("--ih-steps", type=int, default=400)
     ap.add_argument("--sc-steps", type=int, default=400)
     ap.add_argument("--mqar-steps", type=int, default=300)
+    ap.add_argument("--trainer", default="cpu", help="trainer config group: cpu or gpu")
+    ap.add_argument("--ih-lengths", default=IH_LENGTHS, help="induction-heads evaluation lengths, a Hydra list")
     args = ap.parse_args()
     out = args.out.resolve()
     (out / "runs").mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    ex = experiments({"ih": args.ih_steps, "sc": args.sc_steps, "mqar": args.mqar_steps})
+    ex = experiments({"ih": args.ih_steps, "sc": args.sc_steps, "mqar": args.mqar_steps}, args.ih_lengths)
     for name in args.only or list(ex):
         if name not in ex:
             sys.exit(f"--only: unknown experiment {name!r} (expected one of {', '.join(ex)})")
         train_o, eval_o = ex[name]
         run_dir, log = out / "runs" / name, out / "runs" / f"{name}.log"
-        train_cmd = [sys.executable, "-m", "seqssm.train", "task=synthetic", *TRAIN, *train_o,
-                     f"hydra.run.dir={run_dir}"]
+        train_cmd = [
+            sys.executable,
+            "-m",
+            "seqssm.train",
+            "task=synthetic",
+            f"trainer={args.trainer}",
+            *TRAIN,
+            *train_o,
+            f"hydra.run.dir={run_dir}",
+        ]
         task_o = [o for o in train_o if o.startswith("task.")]
-        eval_cmd = [sys.executable, "-m", "seqssm.evaluate", "task=synthetic", *task_o, *eval_o,
-                    f"ckpt={run_dir / 'checkpoints/best.ckpt'}", f"out={run_dir / 'eval'}", "batch_size=8"]
+        eval_cmd = [
+            sys.executable,
+            "-m",
+            "seqssm.evaluate",
+            "task=synthetic",
+            *task_o,
+            *eval_o,
+            f"ckpt={run_dir / 'checkpoints/best.ckpt'}",
+            f"out={run_dir / 'eval'}",
+            "batch_size=8",
+        ]
         train_s = run(train_cmd, log)
         eval_s = run(eval_cmd, log)
         results[name] = {
@@ -149,8 +201,12 @@ def main() -> None:
             "eval": json.loads((run_dir / "eval/metrics.json").read_text()),
             "commands": [" ".join(train_cmd[1:]), " ".join(eval_cmd[1:])],
             "wall_seconds": {"train": round(train_s, 1), "evaluate": round(eval_s, 1)},
-            "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-                       f"torch {torch.__version__}",
+            "machine": (
+                torch.cuda.get_device_name()
+                if args.trainer == "gpu"
+                else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+            )
+            + f", torch {torch.__version__}",
             "date": time.strftime("%Y-%m-%d"),
         }
         write_json(path, results)
