@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from seqssm.config import to_dataclass
 from seqssm.errors import ConfigError
+from seqssm.tasks.audio import AudioConfig, AudioTask
+from seqssm.tasks.audio_classify import AudioClassifyConfig, AudioClassifyTask
 from seqssm.tasks.base import Task
 from seqssm.tasks.dna import DNAConfig, DNATask
 from seqssm.tasks.lm import LMConfig, LMTask
 from seqssm.tasks.synthetic import SyntheticConfig, SyntheticTask
 
-TASKS = {"dna": (DNATask, DNAConfig), "synthetic": (SyntheticTask, SyntheticConfig), "lm": (LMTask, LMConfig)}
+TASKS = {
+    "dna": (DNATask, DNAConfig),
+    "synthetic": (SyntheticTask, SyntheticConfig),
+    "lm": (LMTask, LMConfig),
+    "audio": (AudioTask, AudioConfig),
+    "audio_classify": (AudioClassifyTask, AudioClassifyConfig),
+}
 
 
 def make_task(cfg, seed: int) -> Task:
