@@ -84,6 +84,22 @@ class Genome:
         empty = [n for n, length in self.lengths.items() if length == 0]
         if empty:
             raise DataError(f"{key}={self.path}: record {empty[0]!r} has no sequence")
+        self._check_line_widths(fa)
+
+    def _check_line_widths(self, fa: pyfaidx.Fasta) -> None:
+        """pyfaidx rejects a short line inside a record but not a last line longer than the others, and
+        then reads wrong bytes. Check that every record's last base is where the index says: a base
+        followed by a line end (LF or CRLF) or the end of the file. One seek per record."""
+        with open(self.path, "rb") as f:
+            for name, rec in fa.faidx.index.items():
+                last = rec.offset + (rec.rlen - 1) // rec.lenc * rec.lenb + (rec.rlen - 1) % rec.lenc
+                f.seek(last)
+                two = f.read(2)
+                if not two or two[:1] in b"\r\n>" or two[1:] not in b"\r\n":
+                    raise DataError(
+                        f"{self.key}={self.path}: record {name!r} has lines of different widths (every line of a "
+                        f"record but its last must have the same length; the last may be shorter, not longer)"
+                    )
 
     def _open(self) -> pyfaidx.Fasta:
         if self._fasta is None or self._pid != os.getpid():

@@ -8,11 +8,13 @@ from seqssm.tasks.audio import AudioConfig, AudioTask
 from seqssm.tasks.audio_classify import AudioClassifyConfig, AudioClassifyTask
 from seqssm.tasks.base import Task
 from seqssm.tasks.dna import DNAConfig, DNATask
+from seqssm.tasks.dna_classify import DNAClassifyConfig, DNAClassifyTask
 from seqssm.tasks.lm import LMConfig, LMTask
 from seqssm.tasks.synthetic import SyntheticConfig, SyntheticTask
 
 TASKS = {
     "dna": (DNATask, DNAConfig),
+    "dna_classify": (DNAClassifyTask, DNAClassifyConfig),
     "synthetic": (SyntheticTask, SyntheticConfig),
     "lm": (LMTask, LMConfig),
     "audio": (AudioTask, AudioConfig),

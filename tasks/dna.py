@@ -1,9 +1,17 @@
-"""``task=dna``: next-base prediction on a genome (FASTA through pyfaidx).
+"""``task=dna``: next-base prediction on a genome (FASTA through pyfaidx, optional BED of intervals).
 
-Each record is split into a held-out validation region (a block of val_fraction of it, from its
-middle) and training regions (the rest, on both sides). Training draws random windows of max_len + 1 bases from the
-training regions (reverse-complemented with probability 1/2 when ``rc_aug``); validation tiles
-the held-out regions, so every held-out base after the first of its region is predicted once.
+Without a BED, each record is split into a held-out validation region (a block of val_fraction of
+it, from its middle) and training regions (the rest, on both sides). With ``bed`` (HyenaDNA's
+layout: chrom, start, end, split; ``tasks/dna_regions.py``), the intervals of split ``train_split``
+are the training regions and those of ``val_split`` the validation regions; a window longer than
+its interval is stretched around it inside the chromosome (never past an end).
+
+Training draws random windows of max_len + 1 bases from the training regions (reverse-complemented
+with probability 1/2 when ``rc_aug``); one dataset item is one whole batch, so a sequence-length
+warmup (``length_warmup``: stages of max_len and batch size, HyenaDNA section 3.2) changes the
+window length during one run, in every DataLoader worker, without restarting. Validation tiles the
+held-out regions at ``max_len``, so every held-out base after the first of its region is predicted once.
+Windows are read through a per-process pyfaidx handle (no copy of a chromosome per sample).
 The embedded default is the human mitochondrial genome from hg38 (chrM, 16,569 bp).
 """
 
@@ -24,7 +32,9 @@ from seqssm.generation import generate
 from seqssm.genome import BASES, PAD, VOCAB_SIZE, Genome, embedded_genome, reverse_complement, tokenize
 from seqssm.io import write_text
 from seqssm.markov import MarkovChain
+from seqssm.resume import train_loader
 from seqssm.tasks.base import TokenLMTask
+from seqssm.tasks.dna_regions import LengthSchedule, LengthStage, place_window, read_bed
 
 Region = tuple[str, int, int]  # record name, start, end (0-based, end exclusive)
 
@@ -32,11 +42,15 @@ Region = tuple[str, int, int]  # record name, start, end (0-based, end exclusive
 @dataclass
 class DNADataConfig:
     fasta: str | None = None  # None: the shipped hg38 chrM
+    bed: str | None = None  # intervals with a split column (chrom start end split); None: val_fraction blocks
+    train_split: str = "train"  # BED split names
+    val_split: str = "valid"
     max_len: int = 512
     batch_size: int = 8
     val_fraction: float = 0.1
     rc_aug: bool = False
-    windows_per_epoch: int = 1024
+    windows_per_epoch: int = 1024  # an epoch is ceil(windows_per_epoch / batch_size) batches
+    length_warmup: list[LengthStage] = field(default_factory=list)  # stages before max_len (dna_regions.py)
     num_workers: int = 0
 
     def validate(self) -> None:
@@ -46,6 +60,7 @@ class DNADataConfig:
             raise ConfigError(f"task.data.val_fraction={self.val_fraction}: expected a number in (0, 1)")
         if self.batch_size < 1 or self.windows_per_epoch < 1:
             raise ConfigError("task.data.batch_size and task.data.windows_per_epoch must be >= 1")
+        LengthSchedule(self.length_warmup, self.max_len, self.batch_size)  # checks the stages
 
 
 @dataclass
@@ -53,6 +68,9 @@ class DNAConfig:
     name: str = "dna"
     data: DNADataConfig = field(default_factory=DNADataConfig)
     markov_order: int = 2  # the baseline reported beside the model
+
+    def validate(self) -> None:
+        self.data.validate()
 
 
 def pad_window(ids: torch.Tensor, length: int) -> dict:
@@ -62,28 +80,55 @@ def pad_window(ids: torch.Tensor, length: int) -> dict:
     return {"inputs": w[:-1], "targets": w[1:], "mask": w[1:] != PAD}
 
 
-class RandomWindows(Dataset):
-    """``n`` random windows of ``length`` bases from ``regions``, drawn from a seeded generator per
-    (seed, epoch, index): the same run gives the same windows; each epoch gives new ones."""
+class TrainBatches(Dataset):
+    """Item i is training batch i of the current epoch: ``batch_size`` random windows of ``max_len`` + 1
+    bases from ``regions`` (both from the length schedule at the batch's global index). Window k of
+    the epoch is drawn from a generator seeded by (seed, epoch, k): the same run gives the same windows;
+    each epoch gives new ones. An interval is picked with probability proportional to its length."""
 
-    def __init__(self, genome: Genome, regions: list[Region], length: int, n: int, rc_aug: bool, seed: int):
-        self.genome, self.regions, self.length, self.n = genome, regions, length, n
-        self.rc_aug, self.seed, self.epoch = rc_aug, seed, 0
+    def __init__(
+        self,
+        genome: Genome,
+        regions: list[Region],
+        schedule: LengthSchedule,
+        n_batches: int,
+        last_batch: int,
+        rc_aug: bool,
+        stretch: bool,
+        seed: int,
+    ):
+        self.genome, self.regions, self.schedule, self.n = genome, regions, schedule, n_batches
+        self.last_batch, self.rc_aug, self.stretch, self.seed, self.epoch = last_batch, rc_aug, stretch, seed, 0
         sizes = np.array([end - start for _, start, end in regions], dtype=np.float64)
         self.weights = sizes / sizes.sum()
 
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, i: int) -> dict:
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+    def window(self, k: int, length: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, self.epoch, k])
         name, start, end = self.regions[rng.choice(len(self.regions), p=self.weights)]
-        span = min(self.length, end - start)
-        s = int(rng.integers(start, end - span + 1))
-        ids = self.genome.fetch(name, s, s + span)
+        s, e = place_window(rng, start, end, length, self.genome.lengths[name], self.stretch)
+        ids = self.genome.fetch(name, s, e)
         if self.rc_aug and rng.random() < 0.5:
             ids = reverse_complement(ids)
-        return pad_window(ids, self.length)
+        return ids
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < self.n:
+            raise IndexError(f"batch {i} of an epoch of {self.n}")
+        first = self.epoch * self.n
+        max_len, size = self.schedule.at(first + i)
+        if i == self.n - 1 and self.last_batch and (max_len, size) == self.schedule.final:
+            size = self.last_batch  # windows_per_epoch not a multiple of batch_size: a shorter last batch
+        k0 = self.schedule.windows_before(first, first + i)
+        rows = [pad_window(self.window(k0 + j, max_len + 1), max_len + 1) for j in range(size)]
+        return {key: torch.stack([r[key] for r in rows]) for key in rows[0]}
+
+
+def only_item(items: list[dict]) -> dict:
+    """Collate for a DataLoader of batch size 1 over a dataset whose items are whole batches."""
+    return items[0]
 
 
 class TiledWindows(Dataset):
@@ -109,41 +154,64 @@ class DNADataModule(L.LightningDataModule):
         self.cfg, self.seed = cfg, seed
         path = cfg.fasta or embedded_genome()
         self.genome = Genome(path, rebuild_index=cfg.fasta is not None)
-        self.train_regions: list[Region] = []
-        self.val_regions: list[Region] = []
+        if cfg.bed is not None:
+            self.train_regions, self.val_regions = self.bed_regions(cfg)
+        else:
+            self.train_regions, self.val_regions = self.block_regions(cfg)
+        schedule = LengthSchedule(cfg.length_warmup, cfg.max_len, cfg.batch_size)
+        n_batches = -(-cfg.windows_per_epoch // cfg.batch_size)
+        self.train_set = TrainBatches(
+            self.genome,
+            self.train_regions,
+            schedule,
+            n_batches,
+            cfg.windows_per_epoch % cfg.batch_size,
+            cfg.rc_aug,
+            stretch=cfg.bed is not None,
+            seed=seed,
+        )
+        self.val_set = TiledWindows(self.genome, self.val_regions, cfg.max_len + 1)
+
+    def block_regions(self, cfg: DNADataConfig) -> tuple[list[Region], list[Region]]:
+        train: list[Region] = []
+        val: list[Region] = []
         for name, length in self.genome.lengths.items():
             lo = int(length * (1 - cfg.val_fraction) / 2)
             hi = lo + int(length * cfg.val_fraction)
             if hi - lo >= 2 and lo >= 2:
-                self.train_regions += [(name, 0, lo), (name, hi, length)]
-                self.val_regions.append((name, lo, hi))
-        if not self.train_regions:
+                train += [(name, 0, lo), (name, hi, length)]
+                val.append((name, lo, hi))
+        if not train:
             raise DataError(
                 f"task.data.fasta={self.genome.path}: no record is long enough to split into training and "
                 f"validation regions (val_fraction={cfg.val_fraction})"
             )
-        self.train_set = RandomWindows(
-            self.genome, self.train_regions, cfg.max_len + 1, cfg.windows_per_epoch, cfg.rc_aug, seed
-        )
-        self.val_set = TiledWindows(self.genome, self.val_regions, cfg.max_len + 1)
+        return train, val
+
+    def bed_regions(self, cfg: DNADataConfig) -> tuple[list[Region], list[Region]]:
+        splits = read_bed(cfg.bed, self.genome.lengths)
+        for key in ("train_split", "val_split"):
+            name = getattr(cfg, key)
+            if name not in splits:
+                raise DataError(
+                    f"task.data.bed={cfg.bed}: no interval with split {name!r} (task.data.{key}); "
+                    f"the file has {', '.join(sorted(splits))}"
+                )
+        val = [r for r in splits[cfg.val_split] if r[2] - r[1] >= 2]
+        if not val:
+            raise DataError(f"task.data.bed={cfg.bed}: every {cfg.val_split!r} interval is shorter than 2 bases")
+        return splits[cfg.train_split], val
 
     def set_epoch(self, epoch: int) -> None:
         self.train_set.epoch = epoch
 
-    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            ds,
-            batch_size=self.cfg.batch_size,
-            shuffle=shuffle,
-            num_workers=self.cfg.num_workers,
-            persistent_workers=False,
-        )
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=False)  # windows are already random
+        # One item is one batch (its length follows the schedule); the windows are already random.
+        # Resumable mid-epoch (seqssm.resume), counting items, that is batches.
+        return train_loader(self.train_set, 1, self.cfg.num_workers, collate_fn=only_item)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return DataLoader(self.val_set, batch_size=self.cfg.batch_size, shuffle=False, num_workers=self.cfg.num_workers)
 
 
 class DNATask(TokenLMTask):
@@ -171,6 +239,8 @@ class DNATask(TokenLMTask):
                 fitted += end - start
         total, n = 0.0, 0
         for i in range(len(dm.val_set)):
+            if n >= max_bases:  # a very large validation set: score its first max_bases targets
+                break
             w = dm.val_set[i]
             seq = torch.cat([w["inputs"][:1], w["targets"][w["mask"]]])
             t, c = chain.nll(seq)
