@@ -68,8 +68,8 @@ class AudioConfig:
     def validate(self) -> None:
         if self.sample_len < 2:
             raise ConfigError(f"task.sample_len={self.sample_len}: expected >= 2")
-        if not 1 <= self.prompt_len < self.sample_len:
-            raise ConfigError(f"task.prompt_len={self.prompt_len}: expected 1 .. task.sample_len - 1")
+        if self.prompt_len < 1:
+            raise ConfigError(f"task.prompt_len={self.prompt_len}: expected >= 1")
         if self.test_clips < 0 or self.plot_samples < 0:
             raise ConfigError("task.test_clips and task.plot_samples must be >= 0")
 
@@ -182,6 +182,10 @@ class AudioTask(TokenLMTask):
         prompt WAV if one is given."""
         if not cfg.prompt:
             return torch.tensor([[SILENCE]])
+        if self.cfg.prompt_len >= self.cfg.sample_len:
+            raise ConfigError(
+                f"task.prompt_len={self.cfg.prompt_len}: expected fewer than task.sample_len={self.cfg.sample_len}"
+            )
         if not Path(cfg.prompt).expanduser().is_file():
             raise DataError(f"prompt={cfg.prompt}: no such WAV file")
         clip, resampled = read_clip(Path(cfg.prompt).expanduser(), self.cfg.prompt_len)
