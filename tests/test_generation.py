@@ -108,7 +108,6 @@ def test_argument_errors():
 def test_static_buffer_step_equals_eager_step(name):
     """The graph path's buffer logic without the capture: states copied in, token copied in, logits out."""
     m = model(name)
-    assert can_capture(m)
     ids = torch.randint(0, VOCAB, (3, 7))
     logits, states = prefill(m, ids)
     step = GraphedStep(m, 3, torch.device("cpu"), capture=False)
@@ -128,6 +127,16 @@ def test_static_buffer_step_equals_eager_step(name):
         GraphedStep(m, 3, torch.device("cpu"), capture=True)
 
 
+def test_mamba2_decodes_eagerly():
+    """Mamba-2's captured step disagreed with the eager step on the H100: it is not captured (see
+    seqssm/decode_graph.py), and asking for a graph says so."""
+    m = model("mamba2")
+    assert not can_capture(m)
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="capturable: False"):
+            generate(m.cuda(), torch.randint(0, VOCAB, (2, 5), device="cuda"), 4, cuda_graph=True)
+
+
 def test_attention_model_is_not_captured():
     m = MambaLMHeadModel(ModelConfig(mixer="transformer", d_model=16, n_layer=1, headdim=8), VOCAB)
     assert not can_capture(m)
@@ -135,8 +144,8 @@ def test_attention_model_is_not_captured():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("name", ["mamba", "mamba2"])
-def test_cuda_graph_generation_equals_eager(name):
+def test_cuda_graph_generation_equals_eager():
+    name = "mamba"
     m = model(name).cuda()
     ids = torch.randint(0, VOCAB, (4, 9), device="cuda")
     eager = generate(m, ids, 40, temperature=0, cuda_graph=False)

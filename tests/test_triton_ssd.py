@@ -21,6 +21,10 @@ if not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"):
 from seqssm.kernels.ssd_combined import ssd_triton  # noqa: E402
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
+# Triton-vs-Triton comparisons in fp32: exact arithmetic order differs between a packed and a split run,
+# which on the GPU means tf32 tensor-core dots (about 1e-3 relative, as measured on the H100); the
+# interpreter computes the dots in fp32.
+SAME_FP32 = 5e-3 if DEV == "cuda" else 1e-5
 # fp32: exact fp32 under the interpreter; tf32 tensor-core dots on a GPU
 TOL = {torch.float32: 2e-3 if DEV == "cuda" else 1e-4, torch.bfloat16: 3e-2}
 REDUCED = ("dA", "ddt_bias")
@@ -153,14 +157,14 @@ def test_seq_idx_packing_equals_separate_runs():
         s = {k: v.to(DEV, torch.float32) for k, v in p.items() if v is not None}
         o, f, _ = ssd_triton(s["x"], s["dt"], s["A"], s["B"], s["C"], chunk, s["D"], s["z"], s["dt_bias"],
                              None, None, True)
-        assert rel(out[:, start:start + n].cpu(), o.cpu()) < 1e-5, i
-        assert rel(varlen[i].cpu(), f[0].cpu()) < 1e-5, i
+        assert rel(out[:, start:start + n].cpu(), o.cpu()) < SAME_FP32, i
+        assert rel(varlen[i].cpu(), f[0].cpu()) < SAME_FP32, i
         start += n
-    assert rel(final.cpu(), f.cpu()) < 1e-5
+    assert rel(final.cpu(), f.cpu()) < SAME_FP32
     # cu_seqlens alone gives the same packing
     out2, _, _ = ssd_triton(pk["x"], pk["dt"], pk["A"], pk["B"], pk["C"], chunk, pk["D"], pk["z"],
                             pk["dt_bias"], None, None, True, cu_seqlens=cu.to(DEV))
-    assert rel(out2.cpu(), out.cpu()) < 1e-6
+    assert rel(out2.cpu(), out.cpu()) < SAME_FP32
 
 
 def test_state_passing_at_random_split():
@@ -176,14 +180,14 @@ def test_state_passing_at_random_split():
     o1, f1 = run_triton(first, chunk)
     second["initial_states"] = f1
     o2, f2 = run_triton(second, chunk)
-    assert rel(torch.cat([o1, o2], 1).cpu(), out.cpu()) < 1e-5, k
-    assert rel(f2.cpu(), final.cpu()) < 1e-5, k
+    assert rel(torch.cat([o1, o2], 1).cpu(), out.cpu()) < SAME_FP32, k
+    assert rel(f2.cpu(), final.cpu()) < SAME_FP32, k
     g, gf = torch.randn_like(out), torch.randn_like(final)
     torch.autograd.backward([out, final], [g, gf])
     torch.autograd.backward([torch.cat([o1, o2], 1), f2], [g, gf])
     for n in NAMES:
         if full[n] is not None:
-            assert rel(halves[n].grad.cpu(), full[n].grad.cpu()) < 1e-5, (n, k)
+            assert rel(halves[n].grad.cpu(), full[n].grad.cpu()) < SAME_FP32, (n, k)
 
 
 @pytest.mark.slow
