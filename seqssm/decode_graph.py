@@ -8,8 +8,8 @@ fixed shapes) and the output logits. ``load_states`` copies the prefill's states
 the token in, replays, and returns the static logits (valid until the next call).
 
 Only models whose every mixer has a fixed-size state can be captured (a KV cache grows each step);
-for now Mamba-1 only, see ``can_capture``. Without ``capture`` (or off CUDA) the same static-buffer path runs eagerly, which is
-how the buffer logic is tested on the CPU.
+for now Mamba-1 only, see ``can_capture``. Without ``capture`` (or off CUDA) the same static-buffer
+path runs eagerly, which is how the buffer logic is tested on the CPU.
 """
 
 from __future__ import annotations
