@@ -40,9 +40,7 @@ def expand_bc(M: torch.Tensor, dim: int, is_complex: bool) -> torch.Tensor:
     return M.repeat_interleave(dim // groups, dim=1)
 
 
-def selective_scan_naive(
-    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, initial_state=None
-):
+def selective_scan_naive(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, initial_state=None):
     """Per-step selective scan in the dtype of the inputs (use float64 for an oracle).
 
     Shapes as mamba_ssm's ``selective_scan_fn``. Returns ``(out, last_state)``.
@@ -72,9 +70,7 @@ def selective_scan_naive(
     return y, h
 
 
-def ssd_naive(
-    x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, initial_states=None, seq_idx=None
-):
+def ssd_naive(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, initial_states=None, seq_idx=None):
     """Per-step SSD recurrence. x: (batch, L, heads, head_dim); dt: (batch, L, heads); A: (heads,);
     B, C: (batch, L, groups, N); D: (heads,) or (heads, head_dim); seq_idx: (batch, L) int, the state
     restarts from zero wherever it changes. Returns ``(out, final_state)`` with final_state
@@ -116,9 +112,7 @@ def causal_conv1d_naive(x, weight, bias=None, activation=None, initial_states=No
         else torch.zeros(batch, dim, width - 1, dtype=x.dtype, device=x.device)
     )
     xp = torch.cat([past.to(x.dtype), x], dim=-1)
-    out = torch.stack(
-        [(xp[:, :, t : t + width] * weight).sum(-1) for t in range(L)], dim=-1
-    )
+    out = torch.stack([(xp[:, :, t : t + width] * weight).sum(-1) for t in range(L)], dim=-1)
     if bias is not None:
         out = out + bias[:, None]
     if activation in ("silu", "swish"):
