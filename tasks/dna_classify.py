@@ -11,10 +11,11 @@ each record of each genome is split into three blocks,
 
 (the test block is the block ``task=dna`` holds out with ``task.data.val_fraction`` = test_fraction, so
 a model pretrained there has never seen it). A training batch has one window length drawn from
-``lengths`` (powers of two), a class drawn uniformly per window, and a random window of that class's
-training blocks; ``evaluate`` scores ``eval_windows`` seeded windows per class at each length from the
-test blocks, beside per-class order-k Markov chains (the likelihood classifier) fitted on the training
-blocks. Loss: cross-entropy of the class logits (``seqssm.models.classifier``: mean or last-token head).
+``train_lengths`` (default: ``lengths``, powers of two), a class drawn uniformly per window, and a
+random window of that class's training blocks; ``evaluate`` scores ``eval_windows`` seeded windows per
+class at each length from the test blocks, beside per-class order-k Markov chains (the likelihood
+classifier) fitted on the training blocks. Loss: cross-entropy of the class logits
+(``seqssm.models.classifier``: mean or last-token head).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class ClassifyDataConfig:
     folder: str | None = None  # Genomic Benchmarks layout: folder/train/<class>/*.txt, folder/test/<class>/*.txt
     train_fasta: str | None = None  # labelled FASTA ('>name label=CLASS'); with test_fasta
     test_fasta: str | None = None
-    lengths: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512, 1024, 2048])  # species windows
+    lengths: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512, 1024, 2048])  # species: evaluated
+    train_lengths: list[int] | None = None  # species: window lengths of training and validation; null: lengths
     test_fraction: float = 0.2  # species: the middle block of every record, held out for evaluate
     val_fraction: float = 0.05  # species: block at each record's start; folder/FASTA: share of the training set
     eval_windows: int = 100  # species: test windows per class and length
@@ -67,8 +69,10 @@ class ClassifyDataConfig:
             raise ConfigError("task.data: give one of species, folder or train_fasta (+ test_fasta), not several")
         if (self.train_fasta is None) != (self.test_fasta is None):
             raise ConfigError("task.data.train_fasta and task.data.test_fasta go together: give both")
-        if not self.lengths or any(n < 2 for n in self.lengths):
-            raise ConfigError(f"task.data.lengths={self.lengths}: expected window lengths >= 2")
+        for key in ("lengths", "train_lengths"):
+            value = getattr(self, key)
+            if value is not None and (not value or any(n < 2 for n in value)):
+                raise ConfigError(f"task.data.{key}={value}: expected a list of window lengths >= 2")
         if not (
             0 < self.test_fraction < 1 and 0 < self.val_fraction < 1 and self.test_fraction + self.val_fraction < 1
         ):
@@ -130,10 +134,14 @@ class SpeciesData:
                 self.train[c] += [(name, s, e) for _, s, e in train if e > s]
                 self.test[c].append((name, *test[1:]))
         self.fits = {}  # which lengths fit in which blocks
+        wanted = {"train": cfg.train_lengths or cfg.lengths, "test": cfg.lengths}
+        wanted["val"] = wanted["train"]
         for blocks, key in ((self.train, "train"), (self.test, "test"), (self.val, "val")):
-            self.fits[key] = [n for n in cfg.lengths if all(any(e - s >= n for _, s, e in blocks[c]) for c in blocks)]
+            self.fits[key] = [
+                n for n in wanted[key] if all(any(e - s >= n for _, s, e in blocks[c]) for c in blocks)
+            ]
         for key in ("train", "test"):
-            too_long = sorted(set(cfg.lengths) - set(self.fits[key]))
+            too_long = sorted(set(wanted[key]) - set(self.fits[key]))
             if too_long:
                 raise DataError(
                     f"task.data.lengths: a window of {too_long[0]} bases does not fit in the {key} blocks of every "

@@ -86,6 +86,8 @@ def test_species_blocks_are_disjoint_and_seeded():
     assert torch.equal(batch["inputs"], ClassifyDataModule(cfg, seed=0).train_set[0]["inputs"])
     test = list(dm.test_batches(1024, 5, 4, seed=0))
     assert sum(b["targets"].numel() for b in test) == 15
+    short = ClassifyDataModule(ClassifyDataConfig(lengths=[64, 1024], train_lengths=[32], batch_size=6), seed=0)
+    assert short.train_set[0]["inputs"].shape == (6, 32) and short.species.fits["test"] == [64, 1024]
     with pytest.raises(DataError, match="a window of 8192 bases does not fit in the train blocks"):
         ClassifyDataModule(ClassifyDataConfig(lengths=[8192]), seed=0)
 
