@@ -1,7 +1,7 @@
 """A spoken-digit classifier on log-mel frames: the SC09 "judge" network behind the sample metrics
 (IS, mIS, AM, FID), as SaShiMi (Goel et al. 2022, appendix C.3) uses a classifier trained on SC09.
 
-    m_t   = log(MelSpectrogram(x)_t + 1e-6)               n_mels bands, 25 ms windows, 10 ms hop
+    m_t   = log(MelSpectrogram(x)_t + 1e-6)               n_mels bands, 40 ms windows, 20 ms hop (51 frames)
     h_0   = W_in · LayerNorm(m_t)                          (frames, d_model)
     h     = Backbone blocks (pre-norm Mamba / Mamba-2 mixers, residual in fp32) over the frames
     f     = mean_t RMSNorm(h)_t                            features (batch, d_model): FID uses them
@@ -29,7 +29,7 @@ class MelClassifier(nn.Module):
         super().__init__()
         cfg.validate()
         self.config, self.n_classes = cfg, n_classes
-        self.mel = T.MelSpectrogram(sample_rate, n_fft=400, win_length=400, hop_length=160, n_mels=n_mels)
+        self.mel = T.MelSpectrogram(sample_rate, n_fft=640, win_length=640, hop_length=320, n_mels=n_mels)
         self.in_norm = nn.LayerNorm(n_mels)
         self.stem = nn.Linear(n_mels, cfg.d_model)
         self.layers = nn.ModuleList(
