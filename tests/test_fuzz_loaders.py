@@ -61,3 +61,49 @@ def test_corner_cases_are_clear_errors_or_work(tmp_path, text):
         read_all(Genome(path))
     except DataError as e:
         assert str(path) in str(e)
+
+
+def valid_wav_bytes(tmp_path, n: int, channels: int, rate: int) -> bytes:
+    import numpy as np
+    import soundfile as sf
+
+    path = tmp_path / "valid.wav"
+    sf.write(str(path), np.zeros((n, channels), dtype=np.int16) + 100, rate, subtype="PCM_16", format="WAV")
+    return path.read_bytes()
+
+
+@FUZZ
+@given(data=st.binary(max_size=300))
+def test_random_bytes_as_wav(tmp_path, data):
+    from seqssm.audio import read_clip
+
+    path = tmp_path / "fuzz.wav"
+    path.write_bytes(data)
+    try:
+        read_clip(path)
+    except DataError as e:
+        assert str(path) in str(e)
+
+
+@FUZZ
+@given(
+    n=st.integers(0, 400),
+    channels=st.integers(1, 2),
+    rate=st.sampled_from([8000, 16000, 44100]),
+    cut=st.integers(0, 900),
+    flips=st.lists(st.tuples(st.integers(0, 900), st.integers(0, 255)), max_size=4),
+)
+def test_truncated_or_corrupted_wav(tmp_path, n, channels, rate, cut, flips):
+    from seqssm.audio import read_clip
+
+    data = bytearray(valid_wav_bytes(tmp_path, n, channels, rate))
+    for pos, value in flips:
+        if pos < len(data):
+            data[pos] = value
+    path = tmp_path / "bad.wav"
+    path.write_bytes(bytes(data[: max(0, len(data) - cut)]))
+    try:
+        clip, _ = read_clip(path)
+        assert clip.shape == (16000,)
+    except DataError as e:
+        assert str(path) in str(e)
