@@ -30,9 +30,18 @@ def to_dataclass(cls: type[T], cfg: DictConfig | dict | None, where: str) -> T:
         key = getattr(e, "full_key", None) or "?"
         raise ConfigError(f"{where}.{key}: {str(e).splitlines()[0]}") from None
     obj = OmegaConf.to_object(merged)
+    validate_all(obj)
+    return obj
+
+
+def validate_all(obj: object) -> None:
+    """Call ``validate()`` on a config dataclass and on every dataclass nested in it (children first)."""
+    if not dataclasses.is_dataclass(obj):
+        return
+    for f in dataclasses.fields(obj):
+        validate_all(getattr(obj, f.name))
     if hasattr(obj, "validate"):
         obj.validate()
-    return obj
 
 
 @dataclass

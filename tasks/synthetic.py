@@ -41,7 +41,7 @@ TRAIN, VAL, EVAL = 0, 1, 2  # seed streams
 
 @dataclass
 class SyntheticDataConfig:
-    kind: str = "induction_heads"  # selective_copying | induction_heads | mqar
+    kind: str = "induction_heads"  # selective_copying | induction_heads | mqar | modular_sum
     seq_len: int = 256  # tokens per example (selective copying: the noise region, copy markers follow)
     vocab: int = 16  # data tokens (MQAR: half keys, half values); special tokens are added on top
     num_tokens: int = 16  # selective copying: tokens to memorize

@@ -18,6 +18,11 @@ context before it and nothing else.
   of the vocabulary, values from the second half), then a query region of noise tokens with every
   key queried once, at random distinct positions in random order; at a query the answer is its
   value (the next token, as in Zoology's labels). Vocabulary: keys 0..V/2-1, values V/2..V-1, NOISE = V.
+* Modular sum, a state-tracking task (Grazzi et al. 2024, "Unlocking State-Tracking in Linear RNNs
+  Through Negative Eigenvalues"; Merrill et al. 2024): ``seq_len`` random tokens 0..V-1 and, at every
+  position t, the answer (x_1 + ... + x_t) mod V. V = 2 is running parity. A diagonal SSM with real,
+  positive transitions exp(ΔA) cannot count modulo V at every length; a rotation (complex A with
+  phase 2π/V) can.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-KINDS = ("selective_copying", "induction_heads", "mqar")
+KINDS = ("selective_copying", "induction_heads", "mqar", "modular_sum")
 
 
 def vocab_size(kind: str, vocab: int) -> int:
@@ -86,6 +91,12 @@ def mqar(rng: np.random.Generator, seq_len: int, vocab: int, num_kv_pairs: int) 
     return _example(np.concatenate([context, queries]), targets, mask)
 
 
+def modular_sum(rng: np.random.Generator, seq_len: int, vocab: int) -> dict:
+    """Running sum modulo ``vocab`` of random tokens, answered at every position."""
+    x = rng.integers(0, vocab, seq_len)
+    return _example(x, np.cumsum(x) % vocab, np.ones(seq_len, dtype=bool))
+
+
 def check_sizes(kind: str, seq_len: int, vocab: int, num_tokens: int, num_kv_pairs: int, where: str) -> str | None:
     """The reason these sizes cannot make an example of ``kind``, or None."""
     if kind not in KINDS:
@@ -109,4 +120,6 @@ def make_example(kind: str, rng: np.random.Generator, seq_len: int, vocab: int, 
         return selective_copying(rng, seq_len, vocab, num_tokens)
     if kind == "induction_heads":
         return induction_heads(rng, seq_len, vocab)
+    if kind == "modular_sum":
+        return modular_sum(rng, seq_len, vocab)
     return mqar(rng, seq_len, vocab, num_kv_pairs)
