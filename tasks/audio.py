@@ -206,6 +206,15 @@ class AudioTask(TokenLMTask):
         if cfg.num_samples < 1 or cfg.batch_size < 1:
             raise ConfigError("num_samples and batch_size must be >= 1")
         device = next(net.parameters()).device
+        threads = torch.get_num_threads()
+        if device.type == "cpu":  # one step's ops are tiny: intra-op threads only add synchronisation
+            torch.set_num_threads(1)
+        try:
+            self._generate(net, cfg, out, device)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _generate(self, net: nn.Module, cfg: GenerateConfig, out: Path, device: torch.device) -> None:
         prompt = self._prompt(cfg).to(device)
         new = self.cfg.sample_len - (prompt.shape[1] - 1)
         bar = tqdm(total=cfg.num_samples * new, unit="sample", unit_scale=True, desc="generating", mininterval=1.0)
