@@ -164,12 +164,9 @@ class AudioTask(TokenLMTask):
 
     def __init__(self, cfg: AudioConfig, seed: int) -> None:
         self.cfg, self.seed = cfg, seed
-        self._dm: AudioDataModule | None = None
 
-    def datamodule(self) -> AudioDataModule:
-        if self._dm is None:
-            self._dm = AudioDataModule(self.cfg.data, self.seed)
-        return self._dm
+    def make_datamodule(self) -> AudioDataModule:
+        return AudioDataModule(self.cfg.data, self.seed)
 
     def compute_metrics(self, metrics: nn.ModuleDict) -> dict[str, float]:
         results = super().compute_metrics(metrics)

@@ -114,12 +114,9 @@ class AudioClassifyTask(Task):
 
     def __init__(self, cfg: AudioClassifyConfig, seed: int) -> None:
         self.cfg, self.seed = cfg, seed
-        self._dm: AudioClassifyDataModule | None = None
 
-    def datamodule(self) -> AudioClassifyDataModule:
-        if self._dm is None:
-            self._dm = AudioClassifyDataModule(self.cfg.data, self.seed)
-        return self._dm
+    def make_datamodule(self) -> AudioClassifyDataModule:
+        return AudioClassifyDataModule(self.cfg.data, self.seed)
 
     def build_model(self, cfg: ModelConfig) -> nn.Module:
         return MelClassifier(cfg, len(DIGITS), SAMPLE_RATE, self.cfg.n_mels)

@@ -26,8 +26,14 @@ class Task(ABC):
     name: str
     cfg: object  # the task's config dataclass
 
+    def datamodule(self) -> L.LightningDataModule:
+        """The task's data, built once (files are opened and checked on first use)."""
+        if getattr(self, "_dm", None) is None:
+            self._dm = self.make_datamodule()
+        return self._dm
+
     @abstractmethod
-    def datamodule(self) -> L.LightningDataModule: ...
+    def make_datamodule(self) -> L.LightningDataModule: ...
 
     @abstractmethod
     def build_model(self, cfg: ModelConfig) -> nn.Module: ...

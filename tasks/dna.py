@@ -220,12 +220,9 @@ class DNATask(TokenLMTask):
 
     def __init__(self, cfg: DNAConfig, seed: int) -> None:
         self.cfg, self.seed = cfg, seed
-        self._dm: DNADataModule | None = None
 
-    def datamodule(self) -> DNADataModule:
-        if self._dm is None:
-            self._dm = DNADataModule(self.cfg.data, self.seed)
-        return self._dm
+    def make_datamodule(self) -> DNADataModule:
+        return DNADataModule(self.cfg.data, self.seed)
 
     def baselines(self, max_bases: int = 20_000_000) -> dict[str, float]:
         """Order-k Markov chain fitted on (up to ``max_bases`` of) the training regions, scored on

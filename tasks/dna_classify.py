@@ -298,12 +298,9 @@ class DNAClassifyTask(Task):
 
     def __init__(self, cfg: DNAClassifyConfig, seed: int) -> None:
         self.cfg, self.seed = cfg, seed
-        self._dm: ClassifyDataModule | None = None
 
-    def datamodule(self) -> ClassifyDataModule:
-        if self._dm is None:
-            self._dm = ClassifyDataModule(self.cfg.data, self.seed)
-        return self._dm
+    def make_datamodule(self) -> ClassifyDataModule:
+        return ClassifyDataModule(self.cfg.data, self.seed)
 
     def build_model(self, cfg: ModelConfig) -> nn.Module:
         return SequenceClassifier(cfg, VOCAB_SIZE, len(self.datamodule().classes), self.cfg.head)

@@ -218,12 +218,9 @@ class LMTask(TokenLMTask):
         self.cfg, self.seed = cfg, seed
         self.codec = make_codec(cfg.tokenizer)
         self.vocab_size = self.codec.vocab_size
-        self._dm: LMDataModule | None = None
 
-    def datamodule(self) -> LMDataModule:
-        if self._dm is None:
-            self._dm = LMDataModule(self.cfg.data, self.codec, self.seed)
-        return self._dm
+    def make_datamodule(self) -> LMDataModule:
+        return LMDataModule(self.cfg.data, self.codec, self.seed)
 
     def metrics(self) -> nn.ModuleDict:
         return nn.ModuleDict({k: SumMetric() for k in ("nll", "tokens", "bytes", "correct")})

@@ -136,12 +136,9 @@ class SyntheticTask(TokenLMTask):
     def __init__(self, cfg: SyntheticConfig, seed: int) -> None:
         self.cfg, self.seed = cfg, seed
         self.vocab_size = vocab_size(cfg.data.kind, cfg.data.vocab)
-        self._dm: SyntheticDataModule | None = None
 
-    def datamodule(self) -> SyntheticDataModule:
-        if self._dm is None:
-            self._dm = SyntheticDataModule(self.cfg.data, self.seed)
-        return self._dm
+    def make_datamodule(self) -> SyntheticDataModule:
+        return SyntheticDataModule(self.cfg.data, self.seed)
 
     def accuracy(self, net: nn.Module, seq_len: int, num_kv_pairs: int, ev: EvaluateConfig) -> dict:
         """Answer-token and whole-example accuracy on fresh examples of this length (eval seed stream)."""
