@@ -34,6 +34,7 @@ from seqssm.config import EvaluateConfig, GenerateConfig, to_dataclass
 from seqssm.errors import CheckpointError, ConfigError, DataError
 from seqssm.generation import stream
 from seqssm.io import write_json
+from seqssm.resume import train_loader
 from seqssm.sc09 import load_clips, split_files
 from seqssm.tasks.audio_classify import AudioClassifyConfig, AudioClassifyTask, data_root
 from seqssm.tasks.base import TokenLMTask
@@ -136,7 +137,7 @@ class AudioDataModule(L.LightningDataModule):
         self.train_set.epoch = epoch
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, self.cfg.batch_size, num_workers=self.cfg.num_workers)
+        return train_loader(self.train_set, self.cfg.batch_size, self.cfg.num_workers)  # resumable mid-epoch
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, self.cfg.batch_size, num_workers=self.cfg.num_workers)

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from seqssm.config import EvaluateConfig
 from seqssm.errors import ConfigError
 from seqssm.io import write_json
+from seqssm.resume import train_loader
 from seqssm.tasks.base import TokenLMTask
 from seqssm.tasks.synthetic_data import KINDS, check_sizes, make_example, vocab_size
 from seqssm.tasks.synthetic_plots import plot_accuracy
@@ -112,7 +113,7 @@ class SyntheticDataModule(L.LightningDataModule):
         self.train_set.epoch = epoch
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.cfg.batch_size, num_workers=self.cfg.num_workers)
+        return train_loader(self.train_set, self.cfg.batch_size, self.cfg.num_workers)  # resumable mid-epoch
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.cfg.batch_size, num_workers=self.cfg.num_workers)
