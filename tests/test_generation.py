@@ -15,6 +15,8 @@ CONFIGS = {
     "mamba_complex": ModelConfig(mixer="mamba", d_model=16, n_layer=2, d_state=4, complex=True),
     "mamba2": ModelConfig(mixer="mamba2", d_model=16, n_layer=2, d_state=8, headdim=8, ngroups=2, chunk_size=4,
                           residual_in_fp32=False),
+    "mamba2_rotary": ModelConfig(mixer="mamba2", d_model=16, n_layer=2, d_state=8, headdim=8, ngroups=2,
+                                 chunk_size=4, rope_fraction=1.0),
 }  # fmt: skip
 VOCAB = 11
 

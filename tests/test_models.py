@@ -10,7 +10,9 @@ CONFIGS = {
     "mamba": ModelConfig(mixer="mamba", d_model=16, n_layer=2, d_state=4),
     "mamba_complex": ModelConfig(mixer="mamba", d_model=16, n_layer=2, d_state=4, complex=True),
     "mamba2": ModelConfig(mixer="mamba2", d_model=16, n_layer=2, d_state=8, headdim=8, chunk_size=8),
-}
+    "mamba2_rotary": ModelConfig(mixer="mamba2", d_model=16, n_layer=2, d_state=8, headdim=8, chunk_size=8,
+                                 rope_fraction=0.5),
+}  # fmt: skip
 
 
 def model(name: str, vocab: int = 11) -> MambaLMHeadModel:

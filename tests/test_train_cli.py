@@ -41,9 +41,9 @@ def test_run_folder_and_resume(tmp_path):
     assert json.loads((tmp_path / "resumed/metrics.json").read_text())["steps"] == 6
 
 
-@pytest.mark.parametrize("model", ["mamba2", "mamba_complex"])
+@pytest.mark.parametrize("model", ["mamba2", "mamba_complex", "mamba2_rotary"])
 def test_other_models_train(tmp_path, model):
-    extra = ["model.headdim=16", "model.chunk_size=16", "model.d_state=16"] if model == "mamba2" else []
+    extra = ["model.headdim=16", "model.chunk_size=16", "model.d_state=16"] if model.startswith("mamba2") else []
     p = train(tmp_path, f"model={model}", *extra)
     assert p.returncode == 0, p.stderr[-3000:]
     assert json.loads((tmp_path / "run/metrics.json").read_text())["val/ppl"] > 1

@@ -42,6 +42,7 @@ def make_mixer(cfg: ModelConfig) -> nn.Module:
         ngroups=cfg.ngroups,
         chunk_size=cfg.chunk_size,
         norm_eps=cfg.norm_eps,
+        rope_fraction=cfg.rope_fraction,
         conv_bias=cfg.conv_bias,
         bias=cfg.bias,
         backend=cfg.backend,

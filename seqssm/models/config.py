@@ -22,6 +22,7 @@ class ModelConfig:
     headdim: int = 64  # mamba2 only
     ngroups: int = 1  # mamba2 only
     chunk_size: int = 256  # mamba2 only
+    rope_fraction: float = 0.0  # mamba2 only: share of state dims in pairs turned by data-dependent angles (rotary SSD)
     complex: bool = False  # mamba only: complex diagonal A (S4D-Lin), complex B and C
     dt_rank: int = 0  # mamba only: rank of the Δ projection; 0 = ceil(d_model / 16)
     conv_bias: bool = True  # bias in the depthwise conv1d
@@ -63,6 +64,15 @@ class ModelConfig:
                 )
             if self.complex:
                 raise ConfigError("model.complex=true is a Mamba-1 option: use it with model.mixer=mamba")
+            if not 0.0 <= self.rope_fraction <= 1.0:
+                raise ConfigError(f"model.rope_fraction={self.rope_fraction}: expected a fraction in [0, 1]")
+            if self.rope_fraction and int(self.rope_fraction * self.d_state) < 2:
+                raise ConfigError(
+                    f"model.rope_fraction={self.rope_fraction} of model.d_state={self.d_state} rotates no pair of "
+                    "state dims: expected rope_fraction * d_state >= 2"
+                )
+        elif self.rope_fraction:
+            raise ConfigError("model.rope_fraction is a Mamba-2 option (rotary SSD): use it with model.mixer=mamba2")
         if self.mixer == "transformer" and (self.d_model % self.headdim or self.headdim % 2):
             raise ConfigError(
                 f"model: transformer needs d_model ({self.d_model}) divisible by an even model.headdim ({self.headdim})"

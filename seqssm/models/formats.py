@@ -235,6 +235,10 @@ def _exportable(cfg: ModelConfig, fmt: str) -> None:
         raise CheckpointError(f"format={fmt}: model.mixer={cfg.mixer!r} has no {fmt} layout (only mamba, mamba2)")
     if cfg.complex:
         raise CheckpointError(f"format={fmt}: model.complex=true (complex A, B, C) has no {fmt} layout")
+    if cfg.rope_fraction:
+        raise CheckpointError(
+            f"format={fmt}: model.rope_fraction>0 (rotary SSD) has no {fmt} layout (use format=seqssm)"
+        )
     for key in ("bidirectional", "rc_equivariant"):  # seqssm-only model options
         if getattr(cfg, key, False):
             raise CheckpointError(f"format={fmt}: model.{key}=true has no {fmt} layout (use format=seqssm)")

@@ -4,6 +4,12 @@ z, xBC, Δ = in_proj(h)                      parallel projections at the block s
 x, B, C = silu(conv1d(xBC))                 depthwise causal over x, B and C together
 y = SSD(x, Δ, A, B, C, D)                    scalar A per head (A = -exp(A_log))
 out = out_proj(RMSNorm(y · silu(z)))         gated norm, per group
+
+With ``rope_fraction`` > 0 (``model=mamba2_rotary``), in_proj also gives R = ⌊rope_fraction·N/2⌋
+angular rates θ_t per position (shared by the heads, as in mamba_ssm's ``Mamba3``), and the first R
+pairs of state dims turn by Δ_t θ_t every step: a complex-valued state with a data-dependent phase,
+run as the real SSD on rotated B and C (``seqssm.ops.rotary_ssd``). rope_fraction = 0 is Mamba-2,
+with mamba_ssm's exact parameter shapes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from seqssm.ops import (
     causal_conv1d_fn,
     causal_conv1d_update,
     mamba_chunk_scan_combined,
+    mamba_chunk_scan_rotary,
+    rotary_state_update,
     selective_state_update,
 )
 
@@ -48,6 +56,7 @@ class Mamba2(nn.Module):
         norm_eps: float = 1e-5,
         conv_bias: bool = True,
         bias: bool = False,
+        rope_fraction: float = 0.0,
         backend: str = "auto",
     ) -> None:
         super().__init__()
@@ -60,8 +69,14 @@ class Mamba2(nn.Module):
             raise ValueError(f"Mamba2: {self.nheads} heads are not divisible into ngroups={ngroups}")
         self.chunk_size, self.backend = chunk_size, backend
         self.conv_dim = self.d_inner + 2 * ngroups * d_state
+        if not 0.0 <= rope_fraction <= 1.0:
+            raise ValueError(f"Mamba2: rope_fraction={rope_fraction}: expected a fraction in [0, 1]")
+        self.n_angles = int(rope_fraction * d_state) // 2  # rotated pairs of state dims
+        if rope_fraction and not self.n_angles:
+            raise ValueError(f"Mamba2: rope_fraction={rope_fraction} of d_state={d_state} rotates no pair of dims")
 
-        self.in_proj = nn.Linear(d_model, 2 * self.d_inner + 2 * ngroups * d_state + self.nheads, bias=bias)
+        d_proj = 2 * self.d_inner + 2 * ngroups * d_state + self.nheads + self.n_angles
+        self.in_proj = nn.Linear(d_model, d_proj, bias=bias)
         self.conv1d = nn.Conv1d(
             self.conv_dim, self.conv_dim, d_conv, groups=self.conv_dim, padding=d_conv - 1, bias=conv_bias
         )
@@ -74,7 +89,8 @@ class Mamba2(nn.Module):
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
 
     def _split(self, zxbcdt: torch.Tensor):
-        return torch.split(zxbcdt, [self.d_inner, self.conv_dim, self.nheads], dim=-1)
+        """-> z, xBC, dt, theta (theta has n_angles columns: empty without rotation)."""
+        return torch.split(zxbcdt, [self.d_inner, self.conv_dim, self.nheads, self.n_angles], dim=-1)
 
     def _split_xbc(self, xBC: torch.Tensor):
         gn = self.ngroups * self.d_state
@@ -83,7 +99,7 @@ class Mamba2(nn.Module):
     def forward(self, hidden_states: torch.Tensor, state: Mamba2State | None = None, return_state: bool = False):
         """hidden_states: (batch, L, d_model); see ``Mamba.forward`` for ``state``."""
         batch, L, _ = hidden_states.shape
-        z, xBC, dt = self._split(self.in_proj(hidden_states))
+        z, xBC, dt, theta = self._split(self.in_proj(hidden_states))
         xBC, conv_state = causal_conv1d_fn(
             xBC.transpose(1, 2),
             self.conv1d.weight.squeeze(1),
@@ -94,13 +110,14 @@ class Mamba2(nn.Module):
             backend=self.backend,
         )
         x, B, C = self._split_xbc(xBC.transpose(1, 2))
-        y, ssm_state = mamba_chunk_scan_combined(
+        args = (
             x.reshape(batch, L, self.nheads, self.headdim),
             dt,
             -torch.exp(fp32(self.A_log)),
             B.reshape(batch, L, self.ngroups, self.d_state),
             C.reshape(batch, L, self.ngroups, self.d_state),
-            self.chunk_size,
+        )
+        kwargs = dict(
             D=fp32(self.D),
             dt_bias=fp32(self.dt_bias),
             dt_softplus=True,
@@ -108,6 +125,10 @@ class Mamba2(nn.Module):
             return_final_states=True,
             backend=self.backend,
         )
+        if self.n_angles:
+            y, ssm_state = mamba_chunk_scan_rotary(*args, theta, self.chunk_size, **kwargs)
+        else:
+            y, ssm_state = mamba_chunk_scan_combined(*args, self.chunk_size, **kwargs)
         y = self.norm(y.reshape(batch, L, self.d_inner), z)
         out = self.out_proj(y)
         return (out, Mamba2State(conv_state, ssm_state)) if return_state else out
@@ -129,12 +150,27 @@ class Mamba2(nn.Module):
     def step(self, hidden_states: torch.Tensor, state: Mamba2State) -> torch.Tensor:
         """One token: (batch, d_model) -> (batch, d_model); ``state`` updated in place."""
         batch = hidden_states.shape[0]
-        z, xBC, dt = self._split(self.in_proj(hidden_states))
+        z, xBC, dt, theta = self._split(self.in_proj(hidden_states))
         xBC = causal_conv1d_update(
             xBC, state.conv, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu", backend=self.backend
         )
         x, B, C = self._split_xbc(xBC)
         p, n = self.headdim, self.d_state
+        if self.n_angles:
+            y = rotary_state_update(
+                state.ssm,
+                x.reshape(batch, self.nheads, p),
+                dt,
+                -torch.exp(fp32(self.A_log)),
+                B.reshape(batch, self.ngroups, n),
+                C.reshape(batch, self.ngroups, n),
+                theta,
+                fp32(self.D),
+                fp32(self.dt_bias),
+                dt_softplus=True,
+                backend=self.backend,
+            )
+            return self.out_proj(self.norm(y.reshape(batch, self.d_inner), z))
         A = (-torch.exp(fp32(self.A_log)))[:, None, None].expand(self.nheads, p, n)
         y = selective_state_update(
             state.ssm,

@@ -118,3 +118,41 @@ def causal_conv1d_naive(x, weight, bias=None, activation=None, initial_states=No
     if activation in ("silu", "swish"):
         out = F.silu(out)
     return out, xp[:, :, xp.shape[-1] - (width - 1) :]
+
+
+def rotary_ssd_naive(x, dt, A, B, C, theta, D=None, dt_bias=None, dt_softplus=False, initial_states=None):
+    """Per-step rotary SSD as a complex recurrence (use float64 inputs: the pairs run in complex128).
+
+    The first R = theta.shape[-1] pairs of state dims are complex numbers h_{2k} + i h_{2k+1}::
+
+        h_t = exp(Δ_t a) e^{i Δ_t θ_t} h_{t-1} + Δ_t x_t B_tᵀ,   y_t = Re(conj(C_t) h_t) + D x_t
+
+    the remaining N - 2R dims follow the real SSD. x: (batch, L, heads, head_dim); dt: (batch, L,
+    heads); theta: (batch, L, R); other shapes as ``ssd_naive``. Returns ``(out, final_state)`` with
+    the final state in real layout (batch, heads, head_dim, N)."""
+    batch, L, heads, p = x.shape
+    groups, N, R = B.shape[2], B.shape[3], theta.shape[-1]
+    Bh = B.repeat_interleave(heads // groups, dim=2)
+    Ch = C.repeat_interleave(heads // groups, dim=2)
+    as_complex = lambda M: torch.complex(M[..., 0 : 2 * R : 2], M[..., 1 : 2 * R : 2])  # noqa: E731
+    dt = dt if dt_bias is None else dt + dt_bias
+    if dt_softplus:
+        dt = F.softplus(dt)
+    h = torch.zeros(batch, heads, p, N, dtype=x.dtype, device=x.device)
+    if initial_states is not None:
+        h = h + initial_states.to(x.dtype)
+    hc, hr = as_complex(h), h[..., 2 * R :]  # complex pairs, real rest
+    ys = []
+    for t in range(L):
+        decay = torch.exp(dt[:, t] * A)[..., None, None]  # (batch, heads, 1, 1)
+        phase = torch.exp(1j * dt[:, t, :, None] * theta[:, t, None, :])[:, :, None, :]  # (batch, heads, 1, R)
+        inp = (dt[:, t, :, None] * x[:, t])[..., None]  # (batch, heads, p, 1)
+        hc = decay * phase * hc + inp * as_complex(Bh[:, t])[:, :, None, :]
+        hr = decay * hr + inp * Bh[:, t, :, None, 2 * R :]
+        y = (torch.conj(as_complex(Ch[:, t]))[:, :, None, :] * hc).real.sum(-1)
+        ys.append(y + (hr * Ch[:, t, :, None, 2 * R :]).sum(-1))
+    y = torch.stack(ys, dim=1)
+    if D is not None:
+        y = y + x * D[:, None]
+    final = torch.cat([torch.stack([hc.real, hc.imag], dim=-1).flatten(-2), hr], dim=-1)
+    return y, final

@@ -53,6 +53,23 @@ def seq_idx_from_cu_seqlens(cu_seqlens: torch.Tensor, L: int) -> torch.Tensor:
     return (torch.searchsorted(cu_seqlens[1:-1].contiguous(), pos, right=True)).to(torch.int32)[None]
 
 
+def step_sizes(
+    dt: torch.Tensor,
+    dt_bias: torch.Tensor | None,
+    dt_softplus: bool,
+    dt_limit: tuple[float, float] = (0.0, float("inf")),
+) -> torch.Tensor:
+    """Δ = clamp(softplus(dt + dt_bias), dt_limit), in fp32 (float64 for float64 dt)."""
+    dt = dt.to(torch.float64 if dt.dtype == torch.float64 else torch.float32)
+    if dt_bias is not None:
+        dt = dt + dt_bias.to(dt.dtype)
+    if dt_softplus:
+        dt = F.softplus(dt)
+    if tuple(dt_limit) != (0.0, float("inf")):
+        dt = dt.clamp(min=dt_limit[0], max=dt_limit[1])
+    return dt
+
+
 def ssd_ref(
     x: torch.Tensor,
     dt: torch.Tensor,
@@ -85,13 +102,7 @@ def ssd_ref(
     real = torch.float64 if x.dtype == torch.float64 else torch.float32
     if seq_idx is None and cu_seqlens is not None:
         seq_idx = seq_idx_from_cu_seqlens(cu_seqlens, L)
-    dt = dt.to(real)
-    if dt_bias is not None:
-        dt = dt + dt_bias.to(real)
-    if dt_softplus:
-        dt = F.softplus(dt)
-    if tuple(dt_limit) != (0.0, float("inf")):
-        dt = dt.clamp(min=dt_limit[0], max=dt_limit[1])
+    dt = step_sizes(dt, dt_bias, dt_softplus, dt_limit).to(real)
 
     T = chunk_size
     nc = math.ceil(L / T)
