@@ -28,7 +28,14 @@ MODELS = {
     "mamba2": ["model=mamba2", "model.n_layer=2", "model.d_model=64", "model.headdim=32", "model.chunk_size=64"],
     "transformer": ["model=transformer", "model.n_layer=2", "model.d_model=64", "model.headdim=32"],
 }
+STATE_MODELS = {  # the state-tracking comparison (issue 11): real vs complex / rotary states
+    "mamba": MODELS["mamba"],
+    "mamba_complex": ["model=mamba_complex", "model.n_layer=2", "model.d_model=64"],
+    "mamba2": MODELS["mamba2"],
+    "mamba2_rotary": ["model=mamba2_rotary", *MODELS["mamba2"][1:]],
+}
 IH_LENGTHS = "[64,128,256,512,1024,2048,4096,8192,16384,32768,65536]"
+ST_LENGTHS = "[64,128,256,512,1024,2048]"
 TRAIN = ["trainer.enable_progress_bar=false", "optim.lr=3e-3", "optim.warmup_steps=20", "task.data.val_examples=256"]
 
 
@@ -77,6 +84,19 @@ def experiments(steps: dict[str, int], ih_lengths: str = IH_LENGTHS) -> dict[str
     for n in (16, 64, 256):
         ex[f"mqar_mamba2_n{n}"] = ([*mqar, *MODELS["mamba2"], f"model.d_state={n}"], mqar_eval)
     ex["mqar_transformer"] = ([*mqar, *MODELS["transformer"]], mqar_eval)
+    for modulus in (2, 5):  # running parity and the running sum mod 5, trained at 64
+        for m, overrides in STATE_MODELS.items():
+            ex[f"st{modulus}_{m}"] = (
+                [
+                    "task.data.kind=modular_sum",
+                    "task.data.seq_len=64",
+                    f"task.data.vocab={modulus}",
+                    *overrides,
+                    f"trainer.max_steps={steps['st']}",
+                    "trainer.val_check_interval=100",
+                ],
+                [f"task.eval.lengths={ST_LENGTHS}", "task.eval.examples=64", "task.eval.min_examples=8"],
+            )
     return ex
 
 
@@ -136,6 +156,22 @@ def tables(results: dict) -> str:
             cells = [f"{by[str(k)]['acc']:.3f}" if str(k) in by else "" for k in pairs]
             lines.append(f"| {m} | {d_state} | {r['train']['params']:,} | " + " | ".join(cells) + " |")
         lines.append("")
+    for modulus, what in ((2, "running parity"), (5, "running sum mod 5")):
+        st = {k.removeprefix(f"st{modulus}_"): v for k, v in results.items() if k.startswith(f"st{modulus}_")}
+        if not st:
+            continue
+        lengths = sorted({int(n) for r in st.values() for n in r["eval"]["by_length"]})
+        lines += [
+            f"### State tracking: {what} (trained at 64; accuracy on every position, chance {1 / modulus:.2f})",
+            "",
+            "| model | params | steps | " + " | ".join(f"{n}" for n in lengths) + " |",
+            "| --- | --- | --- | " + " | ".join("---" for _ in lengths) + " |",
+        ]
+        for m, r in st.items():
+            by = r["eval"]["by_length"]
+            cells = [f"{by[str(n)]['acc']:.3f}" if str(n) in by else "" for n in lengths]
+            lines.append(f"| {m} | {r['train']['params']:,} | {r['train']['steps']} | " + " | ".join(cells) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -150,6 +186,10 @@ def plots(results: dict, out: Path) -> None:
             m = r["eval"]["model"]
             series.setdefault(m["mixer"], {})[m["d_state"]] = r["eval"]["by_num_kv_pairs"].get("16", {}).get("acc", 0)
         plot_vs_state(series, out / "mqar_vs_state.png", "MQAR (16 pairs, length 128): accuracy vs state size")
+    for modulus, what in ((2, "running parity"), (5, "running sum mod 5")):
+        st = {k.removeprefix(f"st{modulus}_"): v["eval"] for k, v in results.items() if k.startswith(f"st{modulus}_")}
+        if st:
+            plot_accuracy(st, out / f"state_tracking_mod{modulus}.png", what, 64)
 
 
 def main() -> None:
@@ -159,6 +199,7 @@ def main() -> None:
     ap.add_argument("--ih-steps", type=int, default=400)
     ap.add_argument("--sc-steps", type=int, default=400)
     ap.add_argument("--mqar-steps", type=int, default=300)
+    ap.add_argument("--st-steps", type=int, default=300, help="state tracking (modular sum) training steps")
     ap.add_argument("--trainer", default="cpu", help="trainer config group: cpu or gpu")
     ap.add_argument("--ih-lengths", default=IH_LENGTHS, help="induction-heads evaluation lengths, a Hydra list")
     args = ap.parse_args()
@@ -166,7 +207,9 @@ def main() -> None:
     (out / "runs").mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    ex = experiments({"ih": args.ih_steps, "sc": args.sc_steps, "mqar": args.mqar_steps}, args.ih_lengths)
+    ex = experiments(
+        {"ih": args.ih_steps, "sc": args.sc_steps, "mqar": args.mqar_steps, "st": args.st_steps}, args.ih_lengths
+    )
     for name in args.only or list(ex):
         if name not in ex:
             sys.exit(f"--only: unknown experiment {name!r} (expected one of {', '.join(ex)})")
