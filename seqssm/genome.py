@@ -37,13 +37,20 @@ def embedded_genome(name: str = "hg38_chrM") -> Path:
     return path
 
 
-def tokenize(seq: str | bytes) -> torch.Tensor:
-    """Bases -> int64 token ids. Raises DataError on a character that is not a nucleotide code."""
+def _codes(seq: str | bytes) -> tuple[np.ndarray, int]:
+    """(token ids as uint8 with 255 for a non-nucleotide character, index of the first such character or -1)."""
     raw = np.frombuffer(seq.encode("ascii", "replace") if isinstance(seq, str) else seq, dtype=np.uint8)
     ids = _LUT[raw]
-    if (ids == 255).any():
-        bad = chr(raw[np.argmax(ids == 255)])
-        raise DataError(f"character {bad!r} is not a nucleotide (expected one of {IUPAC}, any case)")
+    bad = ids == 255
+    return ids, int(np.argmax(bad)) if bad.any() else -1
+
+
+def tokenize(seq: str | bytes) -> torch.Tensor:
+    """Bases -> int64 token ids. Raises DataError on a character that is not a nucleotide code."""
+    ids, i = _codes(seq)
+    if i >= 0:
+        raise DataError(f"character {seq[i:i + 1]!r} at position {i} is not a nucleotide "
+                        f"(expected one of {IUPAC}, any case)")  # fmt: skip
     return torch.from_numpy(ids.astype(np.int64))
 
 
@@ -127,8 +134,26 @@ class Genome:
                 f"{self.key}={self.path}: interval {name}:{start}-{end} is outside the record "
                 f"(length {self.lengths[name]})"
             )
-        seq = self._open()[name][start:end]
+        where = f"{self.key}={self.path}: record {name!r}"
         try:
-            return tokenize(seq)
-        except DataError as e:
-            raise DataError(f"{self.key}={self.path}: record {name!r} near {start}: {e}") from None
+            seq = self._open()[name][start:end]
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 - pyfaidx's read errors (the file changed or vanished)
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DataError(f"{where}: cannot read {name}:{start}-{end} ({msg})") from None
+        if len(seq) != end - start:
+            raise DataError(
+                f"{where}: read {len(seq)} of the {end - start} bases {name}:{start}-{end} "
+                "(the file is shorter than its .fai index says: did it change after the run started?)"
+            )
+        ids, i = _codes(seq)
+        if i >= 0:
+            base = start + i
+            rec = self._open().faidx.index[name]
+            offset = rec.offset + base // rec.lenc * rec.lenb + base % rec.lenc
+            raise DataError(
+                f"{where}, base {base} (byte offset {offset}): character {seq[i]!r} is not a nucleotide "
+                f"(expected one of {IUPAC}, any case)"
+            )
+        return torch.from_numpy(ids.astype(np.int64))

@@ -12,6 +12,10 @@ warmup (``length_warmup``: stages of max_len and batch size, HyenaDNA section 3.
 window length during one run, in every DataLoader worker, without restarting. Validation tiles the
 held-out regions at ``max_len``, so every held-out base after the first of its region is predicted once.
 Windows are read through a per-process pyfaidx handle (no copy of a chromosome per sample).
+Bad bases are found only when read (the sequence is not scanned at start-up): a training window that
+cannot be read (a character that is not a nucleotide code, a file cut short after indexing) is
+replaced by the next window drawn from its generator, a validation window by an all-padding one
+(scored on no position); each is counted and logged up to ``max_bad_records`` (``seqssm/bad_data.py``).
 The embedded default is the human mitochondrial genome from hg38 (chrM, 16,569 bp).
 """
 
@@ -26,13 +30,14 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
+from seqssm.bad_data import BadRecords, BadRecordsMixin
 from seqssm.config import GenerateConfig
 from seqssm.errors import ConfigError, DataError
 from seqssm.generation import generate
 from seqssm.genome import BASES, PAD, VOCAB_SIZE, Genome, embedded_genome, reverse_complement, tokenize
 from seqssm.io import write_text
 from seqssm.markov import MarkovChain
-from seqssm.resume import train_loader
+from seqssm.resume import OneLineLoader, train_loader
 from seqssm.tasks.base import TokenLMTask
 from seqssm.tasks.dna_regions import LengthSchedule, LengthStage, place_window, read_bed
 
@@ -52,8 +57,11 @@ class DNADataConfig:
     windows_per_epoch: int = 1024  # an epoch is ceil(windows_per_epoch / batch_size) batches
     length_warmup: list[LengthStage] = field(default_factory=list)  # stages before max_len (dna_regions.py)
     num_workers: int = 0
+    max_bad_records: int = 100  # unreadable windows skipped while streaming before the run stops (bad_data.py)
 
     def validate(self) -> None:
+        if self.max_bad_records < 0:
+            raise ConfigError(f"task.data.max_bad_records={self.max_bad_records}: expected >= 0")
         if self.max_len < 2:
             raise ConfigError(f"task.data.max_len={self.max_len}: expected >= 2")
         if not 0 < self.val_fraction < 1:
@@ -84,7 +92,8 @@ class TrainBatches(Dataset):
     """Item i is training batch i of the current epoch: ``batch_size`` random windows of ``max_len`` + 1
     bases from ``regions`` (both from the length schedule at the batch's global index). Window k of
     the epoch is drawn from a generator seeded by (seed, epoch, k): the same run gives the same windows;
-    each epoch gives new ones. An interval is picked with probability proportional to its length."""
+    each epoch gives new ones. An interval is picked with probability proportional to its length. A
+    window that cannot be read is counted in ``bad`` and replaced by the generator's next draw."""
 
     def __init__(
         self,
@@ -96,9 +105,11 @@ class TrainBatches(Dataset):
         rc_aug: bool,
         stretch: bool,
         seed: int,
+        bad: BadRecords,
     ):
         self.genome, self.regions, self.schedule, self.n = genome, regions, schedule, n_batches
         self.last_batch, self.rc_aug, self.stretch, self.seed, self.epoch = last_batch, rc_aug, stretch, seed, 0
+        self.bad = bad
         sizes = np.array([end - start for _, start, end in regions], dtype=np.float64)
         self.weights = sizes / sizes.sum()
 
@@ -107,9 +118,14 @@ class TrainBatches(Dataset):
 
     def window(self, k: int, length: int) -> torch.Tensor:
         rng = np.random.default_rng([self.seed, self.epoch, k])
-        name, start, end = self.regions[rng.choice(len(self.regions), p=self.weights)]
-        s, e = place_window(rng, start, end, length, self.genome.lengths[name], self.stretch)
-        ids = self.genome.fetch(name, s, e)
+        while True:  # ends: every bad window is counted, and more than max_bad_records raise
+            name, start, end = self.regions[rng.choice(len(self.regions), p=self.weights)]
+            s, e = place_window(rng, start, end, length, self.genome.lengths[name], self.stretch)
+            try:
+                ids = self.genome.fetch(name, s, e)
+                break
+            except DataError as err:
+                self.bad.skip(f"{err} (training window {k} of epoch {self.epoch}: drawing another)")
         if self.rc_aug and rng.random() < 0.5:
             ids = reverse_complement(ids)
         return ids
@@ -132,10 +148,11 @@ def only_item(items: list[dict]) -> dict:
 
 
 class TiledWindows(Dataset):
-    """Windows of ``length`` bases overlapping by one, covering each region exactly once."""
+    """Windows of ``length`` bases overlapping by one, covering each region exactly once. A window that
+    cannot be read is counted in ``bad`` and comes back as padding only (no position is scored)."""
 
-    def __init__(self, genome: Genome, regions: list[Region], length: int):
-        self.genome, self.length = genome, length
+    def __init__(self, genome: Genome, regions: list[Region], length: int, bad: BadRecords):
+        self.genome, self.length, self.bad = genome, length, bad
         self.windows = [
             (name, s, min(s + length, end)) for name, start, end in regions for s in range(start, end - 1, length - 1)
         ]
@@ -145,13 +162,19 @@ class TiledWindows(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         name, s, e = self.windows[i]
-        return pad_window(self.genome.fetch(name, s, e), self.length)
+        try:
+            ids = self.genome.fetch(name, s, e)
+        except DataError as err:
+            self.bad.skip(f"{err} (validation window {i}: not scored)")
+            ids = torch.empty(0, dtype=torch.int64)
+        return pad_window(ids, self.length)
 
 
-class DNADataModule(L.LightningDataModule):
+class DNADataModule(BadRecordsMixin, L.LightningDataModule):
     def __init__(self, cfg: DNADataConfig, seed: int):
         super().__init__()
         self.cfg, self.seed = cfg, seed
+        self.bad = BadRecords(cfg.max_bad_records)
         path = cfg.fasta or embedded_genome()
         self.genome = Genome(path, rebuild_index=cfg.fasta is not None)
         if cfg.bed is not None:
@@ -169,8 +192,9 @@ class DNADataModule(L.LightningDataModule):
             cfg.rc_aug,
             stretch=cfg.bed is not None,
             seed=seed,
+            bad=self.bad,
         )
-        self.val_set = TiledWindows(self.genome, self.val_regions, cfg.max_len + 1)
+        self.val_set = TiledWindows(self.genome, self.val_regions, cfg.max_len + 1, self.bad)
 
     def block_regions(self, cfg: DNADataConfig) -> tuple[list[Region], list[Region]]:
         train: list[Region] = []
@@ -211,7 +235,7 @@ class DNADataModule(L.LightningDataModule):
         return train_loader(self.train_set, 1, self.cfg.num_workers, collate_fn=only_item)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.cfg.batch_size, shuffle=False, num_workers=self.cfg.num_workers)
+        return OneLineLoader(self.val_set, batch_size=self.cfg.batch_size, num_workers=self.cfg.num_workers)
 
 
 class DNATask(TokenLMTask):
@@ -226,19 +250,25 @@ class DNATask(TokenLMTask):
 
     def baselines(self, max_bases: int = 20_000_000) -> dict[str, float]:
         """Order-k Markov chain fitted on (up to ``max_bases`` of) the training regions, scored on
-        exactly the validation targets."""
+        exactly the validation targets (a region or window that cannot be read is counted and left out)."""
         dm, k = self.datamodule(), self.cfg.markov_order
         chain, fitted = MarkovChain(k, 5), 0
         for name, start, end in dm.train_regions:
             end = min(end, start + max_bases - fitted)
             if end > start:
-                chain.fit(dm.genome.fetch(name, start, end))
+                try:
+                    chain.fit(dm.genome.fetch(name, start, end))
+                except DataError as err:
+                    dm.bad.skip(f"{err} (Markov baseline: region left out)")
+                    continue
                 fitted += end - start
         total, n = 0.0, 0
         for i in range(len(dm.val_set)):
             if n >= max_bases:  # a very large validation set: score its first max_bases targets
                 break
             w = dm.val_set[i]
+            if not w["mask"].any():  # a window that could not be read
+                continue
             seq = torch.cat([w["inputs"][:1], w["targets"][w["mask"]]])
             t, c = chain.nll(seq)
             total, n = total + t, n + c

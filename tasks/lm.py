@@ -13,6 +13,16 @@ Corpus (``task.data.path``):
 Streaming: training reads the files in a seeded shuffled order each epoch, in blocks of
 ``block_bytes``, EOS between files, cuts consecutive windows of max_len + 1 tokens and draws
 batches from a shuffle buffer of ``shuffle_windows`` windows; nothing holds the corpus in memory.
+The order of an epoch is a function of (seed, epoch): with ``num_workers`` > 0 every worker runs the
+same stream and keeps its share of the batches (batch b goes to worker b mod num_workers, the order in
+which the DataLoader collects them), so the batches are those of ``num_workers=0``; a run restored
+mid-epoch skips the batches it had already trained on (``seqssm.resume.train_loader``).
+
+Bad data: every training file must exist and be readable at start-up (else one DataError naming it).
+A file that vanishes or cannot be read mid-run is skipped from there on; with a tokenizer, text is
+decoded as UTF-8 and each run of invalid bytes is dropped; both are counted and logged, naming the file
+and line / byte offset, up to ``max_bad_records`` (``seqssm/bad_data.py``). Byte tokens decode nothing:
+any byte is a token.
 Validation tiles the held-out text (at most ``val_bytes`` bytes of it) in windows overlapping by one
 token, so every held-out token after the first is predicted once.
 
@@ -23,6 +33,7 @@ bits), and perplexity per token = exp(mean NLL).
 from __future__ import annotations
 
 import math
+import re
 import sys
 import sysconfig
 from collections.abc import Iterator
@@ -34,13 +45,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchmetrics import SumMetric
 
+from seqssm.bad_data import BadRecords, BadRecordsMixin
 from seqssm.config import GenerateConfig
 from seqssm.errors import ConfigError, DataError
 from seqssm.generation import stream
 from seqssm.io import write_text
+from seqssm.resume import train_loader
 from seqssm.tasks.base import TokenLMTask
 from seqssm.tasks.text_codec import make_codec
 
@@ -58,8 +71,11 @@ class LMDataConfig:
     block_bytes: int = 1 << 20
     shuffle_windows: int = 256
     num_workers: int = 0
+    max_bad_records: int = 100  # unreadable files / invalid UTF-8 runs skipped before the run stops (bad_data.py)
 
     def validate(self) -> None:
+        if self.max_bad_records < 0:
+            raise ConfigError(f"task.data.max_bad_records={self.max_bad_records}: expected >= 0")
         if self.max_len < 2:
             raise ConfigError(f"task.data.max_len={self.max_len}: expected >= 2")
         if not 0 < self.val_fraction < 1:
@@ -114,27 +130,74 @@ def split_corpus(cfg: LMDataConfig, seed: int) -> tuple[list[Source], list[Sourc
 
 
 def read_blocks(source: Source, block: int) -> Iterator[bytes]:
+    """The bytes of ``source`` in blocks of up to ``block`` bytes (an OSError if it cannot be read)."""
     path, start, end = source
-    try:
-        with open(path, "rb") as f:
-            f.seek(start)
-            left = math.inf if end < 0 else end - start
-            while left > 0:
-                data = f.read(int(min(block, left)))
-                if not data:
-                    return
-                left -= len(data)
-                yield data
-    except OSError as e:
-        raise DataError(f"task.data.path: cannot read {path} ({e.strerror})") from None
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = math.inf if end < 0 else end - start
+        while left > 0:
+            data = f.read(int(min(block, left)))
+            if not data:
+                return
+            left -= len(data)
+            yield data
 
 
-def token_stream(sources: list[Source], codec, block: int) -> Iterator[tuple[list[int], list[int]]]:
-    """(ids, bytes per id) pieces of the sources in order, EOS before each source."""
+_INVALID = re.compile("[\udc80-\udcff]+")  # bytes that are not UTF-8, as surrogateescape decodes them
+
+
+def complete_utf8(buf: bytes) -> int:
+    """The length of ``buf`` without a trailing incomplete UTF-8 character (its end is in the next block)."""
+    for k in range(1, min(3, len(buf)) + 1):
+        b = buf[-k]
+        if b < 0x80 or b > 0xF4 or 0xC0 <= b < 0xC2:  # ASCII, or never part of UTF-8
+            return len(buf)
+        if 0xC2 <= b <= 0xF4:  # the lead byte of a character of 2, 3 or 4 bytes
+            need = 2 if b < 0xE0 else 3 if b < 0xF0 else 4
+            return len(buf) - k if k < need else len(buf)
+    return len(buf)
+
+
+def utf8_text(blocks: Iterator[bytes], source: Source, bad: BadRecords) -> Iterator[str]:
+    """The text of ``blocks`` decoded as UTF-8 (characters split between blocks joined); each run of
+    invalid bytes is dropped, counted and logged with its line and byte offset (a run that a block
+    boundary cuts counts as two)."""
+    path, offset, _ = source
+    carry, line = b"", 1
+    for data in _with_end(blocks):  # None after the last block: flush what is left
+        buf = carry + (data or b"")
+        cut = len(buf) if data is None else complete_utf8(buf)
+        text = buf[:cut].decode("utf-8", "surrogateescape")
+        pieces, pos = [], 0
+        for m in _INVALID.finditer(text):
+            before = text[: m.start()]
+            at = offset + len(before.encode("utf-8", "surrogateescape"))
+            bad.skip(f"task.data.path: {path}, line {line + before.count(chr(10))} (byte offset {at}): "
+                     f"{m.end() - m.start()} byte(s) of invalid UTF-8 dropped")  # fmt: skip
+            pieces.append(text[pos : m.start()])
+            pos = m.end()
+        line += text.count("\n")
+        offset += cut
+        carry = buf[cut:]
+        yield "".join(pieces) + text[pos:] if pieces else text
+
+
+def _with_end(blocks: Iterator[bytes]) -> Iterator[bytes | None]:
+    yield from blocks
+    yield None
+
+
+def token_stream(sources: list[Source], codec, block: int, bad: BadRecords) -> Iterator[tuple[list[int], list[int]]]:
+    """(ids, bytes per id) pieces of the sources in order, EOS before each source. A source that cannot
+    be read is skipped from where the error occurred, counted and logged."""
     for source in sources:
         yield [codec.eos], [0]
-        for data in read_blocks(source, block):
-            yield codec.encode(data)
+        blocks = read_blocks(source, block)
+        try:
+            for piece in utf8_text(blocks, source, bad) if codec.decodes_text else blocks:
+                yield codec.encode(piece)
+        except OSError as e:
+            bad.skip(f"task.data.path: cannot read {source[0]} ({e.strerror or e}); the rest of this file skipped")
 
 
 def windows(pieces: Iterator[tuple[list[int], list[int]]], length: int, step: int) -> Iterator[tuple[list, list]]:
@@ -160,17 +223,27 @@ def make_window(ids: list[int], nbytes: list[int], length: int, pad: int) -> dic
 
 
 class TrainStream(IterableDataset):
-    """One pass over the training sources per epoch, shuffled by file and through a window buffer."""
+    """One pass over the training sources per epoch, shuffled by file and through a window buffer; in
+    a DataLoader worker, only that worker's batches (see the module docstring)."""
 
-    def __init__(self, sources: list[Source], codec, cfg: LMDataConfig, seed: int) -> None:
+    def __init__(self, sources: list[Source], codec, cfg: LMDataConfig, seed: int, bad: BadRecords) -> None:
         self.sources, self.codec, self.cfg, self.seed, self.epoch = sources, codec, cfg, seed, 0
+        self.bad = bad
 
     def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for i, window in enumerate(self.windows()):
+            if (i // self.cfg.batch_size) % workers == worker:
+                yield window
+
+    def windows(self) -> Iterator[dict]:
+        """Every training window of the epoch, in order."""
         rng = np.random.default_rng([self.seed, self.epoch])
         order = [self.sources[i] for i in rng.permutation(len(self.sources))]
         n = self.cfg.max_len + 1
         buffer: list[dict] = []
-        for ids, nbytes in windows(token_stream(order, self.codec, self.cfg.block_bytes), n, n - 1):
+        for ids, nbytes in windows(token_stream(order, self.codec, self.cfg.block_bytes, self.bad), n, n - 1):
             buffer.append(make_window(ids, nbytes, n, self.codec.pad))
             if len(buffer) >= self.cfg.shuffle_windows:
                 yield buffer.pop(int(rng.integers(len(buffer))))
@@ -181,31 +254,33 @@ class TrainStream(IterableDataset):
 class ValWindows(IterableDataset):
     """The held-out text (up to ``val_bytes`` bytes), tiled by windows overlapping by one token."""
 
-    def __init__(self, sources: list[Source], codec, cfg: LMDataConfig) -> None:
+    def __init__(self, sources: list[Source], codec, cfg: LMDataConfig, bad: BadRecords | None = None) -> None:
         self.sources, self.codec, self.cfg = sources, codec, cfg
+        self.bad = bad if bad is not None else BadRecords(cfg.max_bad_records)
 
     def __iter__(self) -> Iterator[dict]:
         n, seen = self.cfg.max_len + 1, 0
-        for ids, nbytes in windows(token_stream(self.sources, self.codec, self.cfg.block_bytes), n, n - 1):
+        pieces = token_stream(self.sources, self.codec, self.cfg.block_bytes, self.bad)
+        for ids, nbytes in windows(pieces, n, n - 1):
             if seen >= self.cfg.val_bytes:
                 return
             seen += sum(nbytes[1:])
             yield make_window(ids, nbytes, n, self.codec.pad)
 
 
-class LMDataModule(L.LightningDataModule):
+class LMDataModule(BadRecordsMixin, L.LightningDataModule):
     def __init__(self, cfg: LMDataConfig, codec, seed: int) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.bad = cfg, BadRecords(cfg.max_bad_records)
         self.train_sources, self.val_sources = split_corpus(cfg, seed)
-        self.train_set = TrainStream(self.train_sources, codec, cfg, seed)
-        self.val_set = ValWindows(self.val_sources, codec, cfg)
+        self.train_set = TrainStream(self.train_sources, codec, cfg, seed, self.bad)
+        self.val_set = ValWindows(self.val_sources, codec, cfg, self.bad)
 
     def set_epoch(self, epoch: int) -> None:
         self.train_set.epoch = epoch
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.cfg.batch_size, num_workers=self.cfg.num_workers)
+        return train_loader(self.train_set, self.cfg.batch_size, self.cfg.num_workers)  # resumable mid-epoch
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.cfg.batch_size, num_workers=0)

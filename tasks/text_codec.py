@@ -21,6 +21,7 @@ N_BYTES = 256
 
 class ByteCodec:
     eos, pad, vocab_size = N_BYTES, N_BYTES + 1, N_BYTES + 2
+    decodes_text = False  # the training stream passes raw bytes: every byte is a token
 
     def encode(self, text: str | bytes) -> tuple[list[int], list[int]]:
         """Token ids and the number of bytes each one stands for."""
@@ -36,6 +37,8 @@ class ByteCodec:
 
 class TokenizerCodec:
     """A ``tokenizers`` JSON file (``Tokenizer.from_file``)."""
+
+    decodes_text = True  # the training stream decodes UTF-8 first (invalid bytes counted, tasks/lm.py)
 
     def __init__(self, path: str) -> None:
         try:
