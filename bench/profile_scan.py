@@ -2,12 +2,12 @@
 profiler (``ncu --kernel-name regex:selective_scan ...``). bf16, N = 16, with D, z, bias, softplus.
 
     python bench/profile_scan.py [batch dim L]
-    python bench/profile_scan.py --aot [T num_warps]   # no GPU: compile the time-sequential forward
-                                                      # for sm_90a, print shfl / bar.sync / ex2 counts
+    python bench/profile_scan.py --aot [T num_warps T_bwd]   # no GPU: compile the time-sequential
+        # forward and backward for sm_90a, print shfl / bar.sync / ex2 counts, registers and spills
 
-``--aot`` writes /tmp/fwd_seq_local{0,1}.{ptx,ttgir}; run ``ptxas -arch=sm_90a -v`` on the .ptx for
-registers and spills. Integer arguments get divisibility 16 (as the launcher specializes them), which
-is what lets the coalescing pass keep the T steps of a tile inside each thread.
+``--aot`` writes /tmp/{fwd,bwd}_seq_local{0,1}.{ptx,ttgir} and runs ``ptxas -arch=sm_90a -v`` on each.
+Integer arguments get divisibility 16 (as the launcher specializes them), which is what lets the
+coalescing pass keep the T steps of a tile inside each thread.
 """
 
 from __future__ import annotations
@@ -19,36 +19,63 @@ import torch
 from seqssm.kernels.selective_scan import selective_scan_triton
 
 
-def aot(T: int = 8, nw: int = 4) -> None:
-    import os
+def _compile(fn, nw: int, consts: dict, bf: set, name: str) -> None:
+    """Compile ``fn`` for sm_90a with the given constexprs (pointers in ``bf`` bf16, the rest fp32),
+    write NAME.{ptx,ttgir}, print shfl / bar.sync / ex2 counts and ptxas' registers and spills."""
+    import subprocess
 
-    os.environ.pop("TRITON_INTERPRET", None)
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from seqssm.kernels.selective_scan_fwd_seq import scan_fwd_seq_kernel as fn
+    sig = {a: "constexpr" if a in consts else ("*bf16" if a in bf else "*fp32") if a.endswith("_ptr") else "i32"
+           for a in fn.arg_names}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(fn.arg_names)
+             if sig[a] != "constexpr" and a not in ("n_seg", "G", "ch_per_group")}
+    k = triton.compile(ASTSource(fn, sig, constexprs={(fn.arg_names.index(a),): v for a, v in consts.items()},
+                                 attrs=attrs), target=GPUTarget("cuda", 90, 32), options={"num_warps": nw})
+    ptx = k.asm["ptx"]
+    open(name + ".ptx", "w").write(ptx)
+    open(name + ".ttgir", "w").write(k.asm["ttgir"])
+    r = subprocess.run([_ptxas(), "-arch=sm_90a", "-v", name + ".ptx", "-o", "/dev/null"], capture_output=True,
+                       text=True)
+    regs = [ln.split("Used")[1].strip() for ln in r.stderr.splitlines() if "Used" in ln]
+    spill = [ln.strip() for ln in r.stderr.splitlines() if "spill" in ln]
+    print(name, "shfl", ptx.count("shfl.sync"), "bar.sync", ptx.count("bar.sync"), "ex2", ptx.count("ex2.approx"),
+          "|", *regs, "|", *spill)
 
-    bf = {"u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr"}
+
+def _ptxas() -> str:
+    import os
+    import shutil
+
+    import triton
+
+    bundled = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    return bundled if os.path.exists(bundled) else shutil.which("ptxas")
+
+
+def aot(T: int = 8, nw: int = 4, T_bwd: int = 4) -> None:
+    """Compile the time-sequential forward (LOCAL and full) and backward (LOCAL and full) for sm_90a."""
+    import os
+
+    os.environ.pop("TRITON_INTERPRET", None)
+    from seqssm.kernels.selective_scan_bwd_seq import scan_bwd_seq_kernel as bwd
+    from seqssm.kernels.selective_scan_fwd_seq import scan_fwd_seq_kernel as fwd
+
+    common = dict(N=16, NP=16, BLOCK_D=32 * nw, CK=64, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True)
     for local in (False, True):
-        c = dict(N=16, NP=16, BLOCK_D=32 * nw, T=T, CK=64, LOCAL=local, HAS_D=True, HAS_Z=True, HAS_BIAS=True,
-                 SOFTPLUS=True, HAS_HIN=True, SAVE_CKPT=not local)
-        sig = {a: "constexpr" if a in c else ("*bf16" if a in bf else "*fp32") if a.endswith("_ptr") else "i32"
-               for a in fn.arg_names}
-        attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(fn.arg_names)
-                 if sig[a] != "constexpr" and a not in ("n_seg", "G", "ch_per_group")}
-        k = triton.compile(ASTSource(fn, sig, constexprs={(fn.arg_names.index(a),): v for a, v in c.items()},
-                                     attrs=attrs), target=GPUTarget("cuda", 90, 32), options={"num_warps": nw})
-        ptx = k.asm["ptx"]
-        name = f"/tmp/fwd_seq_local{int(local)}"
-        open(name + ".ptx", "w").write(ptx)
-        open(name + ".ttgir", "w").write(k.asm["ttgir"])
-        print(name, "shfl", ptx.count("shfl.sync"), "bar.sync", ptx.count("bar.sync"), "ex2", ptx.count("ex2.approx"))
+        _compile(fwd, nw, dict(common, T=T, LOCAL=local, HAS_HIN=True, SAVE_CKPT=not local),
+                 {"u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr"}, f"/tmp/fwd_seq_local{int(local)}")
+    for local in (False, True):
+        _compile(bwd, nw, dict(common, T=T_bwd, LOCAL=local, HAS_MIN=True),
+                 {"u_ptr", "dt_ptr", "z_ptr", "gout_ptr", "B_ptr", "C_ptr", "gu_ptr", "gdt_ptr", "gz_ptr"},
+                 f"/tmp/bwd_seq_local{int(local)}")
 
 
 def main() -> None:
     if sys.argv[1:2] == ["--aot"]:
-        aot(*(int(v) for v in sys.argv[2:4]))
+        aot(*(int(v) for v in sys.argv[2:5]))
         return
     batch, dim, L = (int(v) for v in (sys.argv[1:4] if len(sys.argv) > 3 else (4, 2048, 8192)))
     dev, bf = "cuda", torch.bfloat16

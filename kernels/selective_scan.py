@@ -8,11 +8,15 @@ Math (Gu & Dao 2023, eq. 2a-2b and Algorithm 2)::
     out_t = y_t · silu(z_t)
 
 Shapes as mamba_ssm's ``selective_scan_fn`` (see ``seqssm.ops.selective_scan``), plus
-``initial_state`` and a differentiable last state. The forward kernel
-(``selective_scan_fwd.py``) keeps the state in registers and scans chunks of time in parallel; with
-gradients it saves the state at the start of each chunk (1 in BLOCK_L steps). The backward kernel
-(``selective_scan_bwd.py``) walks the chunks in reverse, recomputes the states of a chunk from its
-checkpoint and runs the adjoint recurrence ``λ_t = C_t^* g_y_t + exp(Δ_{t+1} A)^* λ_{t+1}``.
+``initial_state`` and a differentiable last state. Two kernel families:
+
+- time-sequential (``selective_scan_seq.py``: real A with time-varying, optionally grouped, B and C):
+  each thread runs one channel's recurrence step by step, forward and backward;
+- chunked (``selective_scan_fwd.py``, ``selective_scan_bwd.py``: complex A or time-invariant B/C): a
+  tile of BLOCK_L steps is scanned in parallel with ``tl.associative_scan``.
+
+Both backwards walk time in reverse from the forward's checkpoints (the state every few steps),
+recompute the states and run the adjoint recurrence ``λ_t = C_t^* g_y_t + exp(Δ_{t+1} A)^* λ_{t+1}``.
 
 Inputs may be fp32, bf16 or fp16 (fp64 is computed in fp32); the state and all accumulations are
 fp32; ``out`` has u's dtype and the gradients have their input's dtype.
@@ -26,7 +30,7 @@ import triton
 from seqssm.kernels.selective_scan_bwd import launch_bwd
 from seqssm.kernels.selective_scan_common import pow2_divisor
 from seqssm.kernels.selective_scan_fwd import launch_fwd
-from seqssm.kernels.selective_scan_seq import bc_seq, fwd_seq, supported
+from seqssm.kernels.selective_scan_seq import bc_seq, bwd_seq, config, fwd_seq, supported
 
 # (BLOCK_D, BLOCK_L, num_warps). The forward that saves checkpoints uses the backward's BLOCK_L.
 # Each thread holds 16 elements of a (BLOCK_D, N=16, BLOCK_L) tile: no register spills on sm_90
@@ -34,6 +38,9 @@ from seqssm.kernels.selective_scan_seq import bc_seq, fwd_seq, supported
 # --sweep, 2026-11-23) for both kernels, at 8K x 4 and 128K x 1, d 2048.
 CONFIG: dict[str, tuple[int, int, int]] = {"fwd": (2, 32, 2), "bwd": (2, 32, 2)}
 INTERPRET_CONFIG: dict[str, tuple[int, int, int]] = {"fwd": (4, 16, 4), "bwd": (4, 16, 4)}
+# Backward of the cases the time-sequential forward takes: True = time-sequential kernel. bench/scan.py
+# sets it to False to time the chunked backward (v1) beside it; the tests compare the two.
+SEQ_BACKWARD = True
 
 
 def _config(kind: str, device: torch.device) -> tuple[int, int, int]:
@@ -98,11 +105,16 @@ class _SelectiveScan(torch.autograd.Function):
         bd = pow2_divisor(dim // groups, bd)
         n_chunks = triton.cdiv(L, bl)
         ckpt = None
-        if supported(A, B, C):  # time-sequential kernel; checkpoints every BLOCK_L steps for the backward
-            out, hlast, ckpt, _ = fwd_seq(uk, dk, Ak, bc_seq(B), bc_seq(C), Dk, zk, bk, h0,
-                                          softplus_=delta_softplus, groups=groups, save_ckpt=needs_grad,
-                                          ck=bl)
-            if ckpt is not None:  # (batch, n_chunks, dim, N) -> the chunked backward's (batch, dim, n_chunks, N)
+        seq = supported(A, B, C)
+        seq_bwd = seq and SEQ_BACKWARD
+        if seq:  # time-sequential kernel; checkpoints every ck steps for the backward
+            ck = config(u.device)["CK"] if seq_bwd else bl
+            Bt, Ct = bc_seq(B), bc_seq(C)
+            out, hlast, ckpt, _ = fwd_seq(uk, dk, Ak, Bt, Ct, Dk, zk, bk, h0, softplus_=delta_softplus,
+                                          groups=groups, save_ckpt=needs_grad, ck=ck)
+            if seq_bwd:
+                Bk, Ck, bl = Bt, Ct, ck
+            elif ckpt is not None:  # (batch, n_chunks, dim, N) -> the chunked backward's (batch, dim, n_chunks, N)
                 ckpt = ckpt.transpose(1, 2).contiguous()
         else:
             if needs_grad:
@@ -112,7 +124,7 @@ class _SelectiveScan(torch.autograd.Function):
                        block_l=bl, num_warps=nw)
         if needs_grad:
             ctx.save_for_backward(uk, dk, Ak, Bk, Ck, Dk, zk, bk, ckpt)
-            ctx.meta = (delta_softplus, cplx, groups, n_chunks, bl, initial_state is not None)
+            ctx.meta = (delta_softplus, cplx, groups, n_chunks, bl, initial_state is not None, seq_bwd)
             ctx.orig = (u.dtype, delta.dtype, A.dtype, B, C, None if D is None else D.dtype,
                         None if z is None else z.dtype, None if delta_bias is None else delta_bias.dtype,
                         None if initial_state is None else initial_state.dtype)
@@ -122,7 +134,7 @@ class _SelectiveScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gout, glast):
         uk, dk, Ak, Bk, Ck, Dk, zk, bk, ckpt = ctx.saved_tensors
-        softplus_, cplx, groups, n_chunks, bl, has_h0 = ctx.meta
+        softplus_, cplx, groups, n_chunks, bl, has_h0, seq_bwd = ctx.meta
         u_dt, d_dt, A_dt, B, C, D_dt, z_dt, b_dt, h0_dt = ctx.orig
         batch, dim, L = uk.shape
         K = 2 if cplx else 1
@@ -134,12 +146,18 @@ class _SelectiveScan(torch.autograd.Function):
         if glast is not None:
             gl = (torch.view_as_real(glast.to(torch.complex64)) if cplx else glast.float())
             gl = gl.reshape(batch, dim, K * N).contiguous()
-        bd, _, nw = _config("bwd", uk.device)
-        bd = pow2_divisor(dim // groups, bd)
-        grads = launch_bwd(uk, dk, Ak, Bk, Ck, Dk, zk, bk, ckpt, gout, gl, softplus_=softplus_,
-                           cplx=cplx, ch_per_group=dim // groups, n_chunks=n_chunks, block_d=bd,
-                           block_l=bl, num_warps=nw, want_h0=has_h0)
-        gu, gdelta, gA, gB, gC, gD, gz, gbias, gh0 = grads
+        if seq_bwd:  # Bk, Ck: (batch, groups, L, N); bl: the checkpoint interval
+            gu, gdelta, gz, gA, gB, gC, gD, gbias, gh0 = bwd_seq(
+                uk, dk, Ak, Bk, Ck, Dk, zk, bk, ckpt, gout, gl, softplus_=softplus_, groups=groups, ck=bl,
+                want_h0=has_h0)
+            gB, gC = gB.transpose(-1, -2), gC.transpose(-1, -2)
+        else:
+            bd, _, nw = _config("bwd", uk.device)
+            bd = pow2_divisor(dim // groups, bd)
+            gu, gdelta, gA, gB, gC, gD, gz, gbias, gh0 = launch_bwd(
+                uk, dk, Ak, Bk, Ck, Dk, zk, bk, ckpt, gout, gl, softplus_=softplus_, cplx=cplx,
+                ch_per_group=dim // groups, n_chunks=n_chunks, block_d=bd, block_l=bl, num_warps=nw,
+                want_h0=has_h0)
         if cplx:
             gA = torch.view_as_complex(gA.view(dim, N, 2))
             if B.dim() == 2:

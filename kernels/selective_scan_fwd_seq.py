@@ -40,6 +40,37 @@ def col(tile, offs_t, j: tl.constexpr):
 
 
 @triton.jit
+def put(tile, offs_t, j: tl.constexpr, v):
+    """The tile with column j replaced by v (a compile-time select, as in ``col``)."""
+    return tl.where(offs_t[None, :] == j, v[:, None], tile)
+
+
+@triton.jit
+def delta_tile(dt_ptr, offs, m, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """(Δ, x) of a (BLOCK_D, T) tile: x = delta + bias, Δ = softplus(x) (or x), Δ = 0 on masked steps
+    (exp(0) = 1 and no input: the state passes through)."""
+    x = tl.load(dt_ptr + offs, mask=m, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        x += bias[:, None]
+    dd = x
+    if SOFTPLUS:
+        dd = softplus(x)
+    return tl.where(m, dd, 0.0), x
+
+
+@triton.jit
+def bc_at(ptr, bc_row, t, L, offs_n, m_n, N: tl.constexpr):
+    """B_t or C_t as an fp32 N-vector from the (batch, groups, L, N) copy; zero past the end."""
+    return tl.load(ptr + bc_row + t * N + offs_n, mask=m_n & (t < L), other=0.0).to(tl.float32)
+
+
+@triton.jit
+def step(h, A2, dj, uj, bj):
+    """h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t (eq. 2a) for a (BLOCK_D, N) state; A2 = A·log2(e)."""
+    return tl.exp2(dj[:, None] * A2) * h + (dj * uj)[:, None] * bj[None, :]
+
+
+@triton.jit
 def scan_fwd_seq_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, hin_ptr,
     out_ptr, hout_ptr, decay_ptr, ckpt_ptr,
@@ -64,6 +95,7 @@ def scan_fwd_seq_kernel(
     A2 = tl.load(A_ptr + offs_d64[:, None] * N + offs_n[None, :], mask=m_dn, other=0.0) * 1.4426950408889634
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)
+    bias = tl.zeros((BLOCK_D,), tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)
 
@@ -86,25 +118,15 @@ def scan_fwd_seq_kernel(
                 c_off = ((b64 * tl.cdiv(L, CK) + t0 // CK) * dim + offs_d64[:, None]) * N + offs_n[None, :]
                 tl.store(ckpt_ptr + c_off, h, mask=m_dn)
         uu = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
-        dd = tl.load(dt_ptr + offs, mask=m, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            dd += bias[:, None]
-        if SOFTPLUS:
-            dd = softplus(dd)
-        dd = tl.where(m, dd, 0.0)  # padded steps: exp(0) = 1 and no input, the state passes through
+        dd, _ = delta_tile(dt_ptr, offs, m, bias, HAS_BIAS, SOFTPLUS)
         if LOCAL:
             dsum += tl.sum(dd, axis=1)
         acc = tl.zeros((BLOCK_D, T), tl.float32)
         for j in tl.static_range(T):
-            m_j = m_n & (t0 + j < L)
-            bj = tl.load(B_ptr + bc_row + (t0 + j) * N + offs_n, mask=m_j, other=0.0).to(tl.float32)
-            dj = col(dd, offs_t, j)
-            uj = col(uu, offs_t, j)
-            h = tl.exp2(dj[:, None] * A2) * h + (dj * uj)[:, None] * bj[None, :]
+            h = step(h, A2, col(dd, offs_t, j), col(uu, offs_t, j), bc_at(B_ptr, bc_row, t0 + j, L, offs_n, m_n, N))
             if not LOCAL:
-                cj = tl.load(C_ptr + bc_row + (t0 + j) * N + offs_n, mask=m_j, other=0.0).to(tl.float32)
-                yj = tl.sum(h * cj[None, :], axis=1)
-                acc = tl.where(offs_t[None, :] == j, yj[:, None], acc)
+                cj = bc_at(C_ptr, bc_row, t0 + j, L, offs_n, m_n, N)
+                acc = put(acc, offs_t, j, tl.sum(h * cj[None, :], axis=1))
         if not LOCAL:
             if HAS_D:
                 acc += Dv[:, None] * uu

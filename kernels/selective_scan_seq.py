@@ -4,7 +4,10 @@ Forward: ``selective_scan_fwd_seq`` (see its docstring for the math and the layo
 batch·dim/BLOCK_D programs would leave the GPU idle, time is split into S segments: a ``LOCAL`` pass
 gives each segment's final state from zero and its decay exp(A Σ Δ), ``selective_scan_seg`` chains
 them (H_s = P_{s-1} H_{s-1} + q_{s-1}) and the full pass recomputes each segment from H_s, writing
-``out``. The backward is still the chunked kernel (``selective_scan_bwd``), fed checkpoints from here.
+``out``. Backward: ``selective_scan_bwd_seq`` on the same segments, in reverse time: a ``LOCAL`` pass
+gives each segment the adjoint μ leaving its start from μ = 0 and its decay, ``selective_scan_seg``
+chains them backwards (M_{s-1} = P_s M_s + q_s, from the last state's gradient) and the full pass
+recomputes states from the forward's checkpoints and writes every gradient.
 
 Kernel layouts: B, C as (batch, groups, L, N) (one N-vector per step), states (batch, S, dim, N) and
 checkpoints (batch, n_ck, dim, N), fp32.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import torch
 import triton
 
+from seqssm.kernels.selective_scan_bwd_seq import launch_bwd_seq
 from seqssm.kernels.selective_scan_common import pow2_divisor
 from seqssm.kernels.selective_scan_fwd_seq import launch_fwd_seq
 from seqssm.kernels.selective_scan_seg import propagate
@@ -23,9 +27,10 @@ from seqssm.kernels.selective_scan_seg import propagate
 # CK: checkpoint interval for the backward (multiple of T). target_warps: split time into segments
 # until programs x warps reach this; max_seg caps S. H100 sweep (bench/scan.py --seq-sweep,
 # 2026-11-23): (4 warps, 2112) best overall; no split is 4-18x slower (a lone warp per scheduler is
-# latency-bound), 1056/4224 within 5-40%.
-CONFIG = {"num_warps": 4, "T": 8, "CK": 64, "target_warps": 2112, "max_seg": 64}
-INTERPRET_CONFIG = {"num_warps": 1, "T": 4, "CK": 8, "target_warps": 1 << 30, "max_seg": 4}
+# latency-bound), 1056/4224 within 5-40%. bwd_T: steps per tile of the backward, whose T states are held
+# in registers (T·N fp32 per thread); CK must be a multiple of it.
+CONFIG = {"num_warps": 4, "T": 8, "CK": 64, "target_warps": 2112, "max_seg": 64, "bwd_T": 4}
+INTERPRET_CONFIG = {"num_warps": 1, "T": 4, "CK": 8, "target_warps": 1 << 30, "max_seg": 4, "bwd_T": 4}
 
 
 def config(device: torch.device) -> dict:
@@ -84,3 +89,43 @@ def fwd_seq(u, dt, A, Bt, Ct, D, z, bias, h0, *, softplus_: bool, groups: int, s
     launch_fwd_seq(u, dt, A, Bt, Ct, D, z, bias, hin, out, hout, None, ckpt, local=False, **kw)
     last = hout[:, -1]
     return out, last, ckpt, seg_len
+
+
+def bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, glast, *, softplus_: bool, groups: int, ck: int,
+            want_h0: bool):
+    """Backward on the forward's prepared tensors and its checkpoints (taken every ``ck`` steps); gout
+    (batch, dim, L) contiguous, glast (batch, dim, N) fp32 or None. Returns (gu, gdelta, gz, gA (dim, N),
+    gB, gC (batch, groups, L, N) fp32, gD, gbias (dim,) fp32, gh0 (batch, dim, N) fp32), None where the
+    input is absent."""
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    cfg = dict(config(u.device))
+    cfg["CK"] = ck
+    nw = cfg["num_warps"]
+    block_d, seg_len, n_seg = plan(batch, dim, L, groups, nw, cfg)
+    n_dblk = triton.cdiv(dim, block_d)
+    f32 = dict(device=u.device, dtype=torch.float32)
+    grads = (torch.empty_like(u), torch.empty_like(dt), None if z is None else torch.empty_like(z),
+             torch.empty(batch, n_seg, dim, N, **f32), torch.empty(batch, n_dblk, L, N, **f32),
+             torch.empty(batch, n_dblk, L, N, **f32), torch.empty(batch, n_seg, dim, **f32),
+             torch.empty(batch, n_seg, dim, **f32))
+    NP = max(triton.next_power_of_2(N), 2)
+    scratch = torch.empty(batch * n_seg * n_dblk * (ck // cfg["bwd_T"]) * block_d * NP, **f32)
+    kw = dict(softplus_=softplus_, seg_len=seg_len, n_seg=n_seg, ch_per_group=dim // groups,
+              block_d=block_d, t=cfg["bwd_T"], ck=ck, num_warps=nw)
+    mout = torch.empty(batch, n_seg, dim, N, **f32)
+    mu_in = None if glast is None else glast.contiguous()  # (batch, dim, N) = (batch, 1, dim, N)
+    if n_seg > 1:
+        decay = torch.empty_like(mout)
+        launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, None, gout, None, grads, mout, decay, scratch,
+                       local=True, **kw)
+        mu_in = torch.empty_like(mout)
+        propagate(decay, mout, glast, mu_in, reverse=True)
+        mout = torch.empty_like(mout)
+    launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in, grads, mout, None, scratch, local=False,
+                   **kw)
+    gu, gdt, gz, gA, gB, gC, gD, gbias = grads
+    per_group = lambda x: x.view(batch, groups, n_dblk // groups, L, N).sum(2)
+    return (gu, gdt, gz, gA.sum((0, 1)), per_group(gB), per_group(gC),
+            gD.sum((0, 1)) if D is not None else None, gbias.sum((0, 1)) if bias is not None else None,
+            mout[:, 0] if want_h0 else None)

@@ -4,6 +4,12 @@ Runs on CUDA, or on the CPU under TRITON_INTERPRET=1 (CI; tests/conftest.py sets
 is present). Errors are ‖a − b‖ / ‖b‖ against float64; every input is a fresh random draw (never
 zeros); forward, last state and every input gradient (u, delta, A, B, C, D, z, delta_bias,
 initial_state) are checked, with a random gradient on the last state too.
+
+Real A with time-varying or grouped B/C runs the time-sequential kernels forward and backward; the
+tests at the end check that backward in particular: lengths odd and not multiples of the tile (4
+steps under the interpreter) or of the checkpoint interval (8), several channel blocks per group
+(their ḡB/ḡC partials are summed), 1 to 4 time segments (the reverse carry of the adjoint), the last
+state's gradient present or absent, and agreement with the chunked (v1) backward.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from seqssm.ops.reference.selective_scan import selective_scan_ref
 if not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"):
     pytest.skip("Triton kernels need CUDA or TRITON_INTERPRET=1", allow_module_level=True)
 
+import seqssm.kernels.selective_scan as kern  # noqa: E402
+import seqssm.kernels.selective_scan_seq as seq  # noqa: E402
 from seqssm.kernels.selective_scan import selective_scan_triton  # noqa: E402
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -188,3 +196,90 @@ def test_seq_forward_segments(max_seg, monkeypatch):
         out, last = selective_scan_triton(*[dk[k] for k in NAMES[:8]], True, dk["initial_state"])
     ref, ref_last = selective_scan_naive(*[d[k] for k in NAMES[:8]], True, d["initial_state"])
     assert rel(out.cpu(), ref) < 2e-5 and rel(last.cpu(), ref_last) < 2e-5
+
+
+# --- time-sequential backward (kernels/selective_scan_bwd_seq.py) ---
+
+
+@pytest.fixture
+def seq_calls(monkeypatch):
+    """Counts the calls of the time-sequential backward (so a test knows which backward ran)."""
+    calls = []
+
+    def spy(*a, **k):
+        calls.append(1)
+        return seq.bwd_seq(*a, **k)
+
+    monkeypatch.setattr(kern, "bwd_seq", spy)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "batch,dim,N,L,bc,groups",
+    [(1, 64, 3, 21, "var", 1), (2, 64, 2, 13, "group", 2), (2, 4, 16, 19, "var", 1)],
+)
+def test_against_oracle(batch, dim, N, L, bc, groups, seq_calls):
+    """All gradients, with D, z, delta_bias, initial_state and the last state's gradient."""
+    check(make(batch, dim, N, L, bc=bc, groups=groups))
+    assert seq_calls
+
+
+@pytest.mark.parametrize("max_seg", [1, 3])
+def test_segments(max_seg, monkeypatch, seq_calls):
+    """Same gradients with one time segment or several (carry of μ across segments, REVERSE)."""
+    cfg = seq.config(torch.device(DEV))
+    monkeypatch.setitem(cfg, "max_seg", max_seg)
+    monkeypatch.setitem(cfg, "target_warps", 1 << 30)
+    check(make(2, 4, 4, 37, bc="group"))
+    assert seq_calls
+
+
+def test_no_optional_inputs_out_only(seq_calls):
+    """No D, z, delta_bias, initial_state; no softplus; only ``out`` is differentiated (no gradient on
+    the last state)."""
+    d = make(2, 4, 4, 27, optional=False)
+    d["delta"] = d["delta"].abs() * 0.3
+    dk = to_kernel(d, torch.float32)
+    d64 = {k: (None if v is None else v.detach().clone().requires_grad_()) for k, v in d.items()}
+    out, _ = selective_scan_triton(*[dk[k] for k in NAMES[:8]], False, None)
+    ref, _ = selective_scan_naive(*[d64[k] for k in NAMES[:8]], False, None)
+    go = torch.randn_like(ref)
+    ga = torch.autograd.grad(out, [dk[k] for k in NAMES[:5]], go.to(DEV, torch.float32))
+    gr = torch.autograd.grad(ref, [d64[k] for k in NAMES[:5]], go)
+    for name, a, b in zip(NAMES[:5], ga, gr, strict=True):
+        assert rel(a.cpu(), b) < 2e-5, name
+    assert seq_calls
+
+
+def test_last_state_only(seq_calls):
+    """Only the last state is differentiated (``out``'s gradient is None: zeros)."""
+    d = make(1, 4, 4, 23)
+    dk = to_kernel(d, torch.float32)
+    d64 = {k: v.detach().clone().requires_grad_() for k, v in d.items()}
+    _, last = selective_scan_triton(*[dk[k] for k in NAMES[:8]], True, dk["initial_state"])
+    _, ref_last = selective_scan_naive(*[d64[k] for k in NAMES[:8]], True, d64["initial_state"])
+    gl = torch.randn_like(ref_last)
+    ga = torch.autograd.grad(last, [dk[k] for k in NAMES], gl.to(DEV, torch.float32), allow_unused=True)
+    gr = torch.autograd.grad(ref_last, [d64[k] for k in NAMES], gl, allow_unused=True)
+    for name, a, b in zip(NAMES, ga, gr, strict=True):
+        if b is None or not b.abs().sum():
+            continue
+        assert rel(a.cpu(), b) < 2e-5, name
+    assert seq_calls
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_matches_chunked_backward(dtype, monkeypatch):
+    """The time-sequential and the chunked (v1) backward give the same gradients."""
+    d = to_kernel(make(2, 4, 4, 21, bc="group"), dtype)
+    args = [d[k] for k in NAMES[:8]]
+    g_out = torch.randn(2, 4, 21, device=DEV, dtype=dtype)
+    g_last = torch.randn(2, 4, 4, device=DEV)
+    res = {}
+    for v2 in (True, False):
+        monkeypatch.setattr(kern, "SEQ_BACKWARD", v2)
+        out, last = selective_scan_triton(*args, True, d["initial_state"])
+        res[v2] = torch.autograd.grad((out, last), [d[k] for k in NAMES], (g_out, g_last))
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    for name, a, b in zip(NAMES, res[True], res[False], strict=True):
+        assert rel(a.float().cpu(), b.float().cpu()) < tol, name

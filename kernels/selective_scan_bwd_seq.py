@@ -1,0 +1,207 @@
+"""Selective-scan backward, time-sequential inside each thread (real A, time-varying B/C).
+
+Math (Gu & Dao 2023, eq. 2a-2b; the adjoint of the recurrence), for batch b, channel d, state n, with
+a_t = exp(Δ_t A), w_t = Δ_t u_t B_t, h_t = a_t h_{t-1} + w_t, y_t = C_t h_t + D u_t, out_t = y_t silu(z_t)::
+
+    g_t   = ḡout_t · silu(z_t)                      (gradient of y_t; ḡout_t without z)
+    ḡz_t  = ḡout_t · y_t · σ(z_t) (1 + z_t (1 - σ(z_t)))
+    λ_t   = C_t g_t + μ_t,   μ_{t-1} = a_t λ_t,   μ_{L-1} = ḡ(last state)      (λ_t = ∂loss/∂h_t)
+    ḡq_t  = (h_t - w_t) λ_t = a_t h_{t-1} λ_t       (q_t = Δ_t A, per n)
+    ḡΔ_t  = Σ_n A ḡq_t + u_t Σ_n B_t λ_t           (times σ(delta + bias) after softplus)
+    ḡu_t  = Δ_t Σ_n B_t λ_t + D g_t
+    ḡA    = Σ_t Δ_t ḡq_t      ḡD = Σ_t g_t u_t      ḡbias = Σ_t ḡdelta_t
+    ḡB_t  = Σ_d Δ_t u_t λ_t   ḡC_t = Σ_d g_t h_t    ḡh0 = μ_{-1} = a_0 λ_0
+
+Layout (as the forward, ``selective_scan_fwd_seq``): one program = (sequence, BLOCK_D = 32·num_warps
+channels, one time segment); each thread owns one channel and all N states, so h, λ and ḡA are (BLOCK_D,
+N) register tiles and every Σ_n is inside the thread. u, Δ, z, ḡout are read as (BLOCK_D, T) tiles (T
+steps of a channel in one vector load), ḡu, ḡdelta, ḡz written as such tiles; B_t, C_t are broadcast
+N-vectors from (batch, groups, L, N). ḡB_t, ḡC_t are sums over the program's channels (one cross-lane
+reduction each per step) written as per-program partials (batch, n_dblk, L, N), summed over the blocks
+of a group by the caller.
+
+Time runs backwards chunk by chunk (CK steps, the forward's checkpoint interval). For each chunk the
+state at its start is read from the forward's checkpoints and run forward once, writing the state at
+each T-step tile start to a per-program scratch (thread-private, L1/L2-resident); then the tiles are
+walked in reverse: the tile's T states are recomputed from its scratch entry into registers (a tuple of
+T (BLOCK_D, N) tiles) and the T steps run backwards carrying μ in registers.
+
+Segments: with ``LOCAL`` the kernel only carries μ through its segment from μ = 0 (no states needed:
+λ uses Δ, C, z, ḡout) and writes the μ leaving the segment's start and the segment's decay
+exp(A Σ Δ); ``selective_scan_seg.propagate(reverse=True)`` gives each segment the μ entering it from
+later time, and the full pass starts from it. States, μ and per-segment parameter partials are
+(batch, S, dim, N) / (batch, S, dim), fp32.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from seqssm.kernels.selective_scan_fwd_seq import bc_at, col, delta_tile, put, step
+
+
+@triton.jit
+def scan_bwd_seq_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, gout_ptr, min_ptr,
+    gu_ptr, gdt_ptr, gz_ptr, gA_ptr, gB_ptr, gC_ptr, gD_ptr, gbias_ptr, mout_ptr, decay_ptr, scr_ptr,
+    dim, L, seg_len, n_seg, ch_per_group, G,
+    N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, CK: tl.constexpr,
+    LOCAL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_MIN: tl.constexpr,
+):
+    pid_d = tl.program_id(0)
+    n_dblk = tl.num_programs(0)
+    b64 = tl.program_id(1).to(tl.int64)
+    s = tl.program_id(2)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_d64 = offs_d.to(tl.int64)
+    offs_n = tl.arange(0, NP)
+    offs_t = tl.arange(0, T)
+    m_d = offs_d < dim
+    m_n = offs_n < N
+    m_dn = m_d[:, None] & m_n[None, :]
+    g = ((pid_d * BLOCK_D) // ch_per_group).to(tl.int64)
+    LN2: tl.constexpr = 0.6931471805599453
+
+    A2 = tl.load(A_ptr + offs_d64[:, None] * N + offs_n[None, :], mask=m_dn, other=0.0) * 1.4426950408889634
+    Dv = tl.zeros((BLOCK_D,), tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)
+    bias = tl.zeros((BLOCK_D,), tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)
+
+    st_off = ((b64 * n_seg + s) * dim + offs_d64[:, None]) * N + offs_n[None, :]  # (batch, S, dim, N)
+    mu = tl.zeros((BLOCK_D, NP), tl.float32)  # μ: gradient reaching the current step from later time
+    if HAS_MIN:
+        mu = tl.load(min_ptr + st_off, mask=m_dn, other=0.0)
+    gA = tl.zeros((BLOCK_D, NP), tl.float32)
+    gD = tl.zeros((BLOCK_D,), tl.float32)
+    gb = tl.zeros((BLOCK_D,), tl.float32)
+    dsum = tl.zeros((BLOCK_D,), tl.float32)
+
+    row = (b64 * dim + offs_d64) * L  # start of each channel's row in (batch, dim, L)
+    bc_row = (b64 * G + g) * L * N  # start of this (batch, group) in (batch, groups, L, N)
+    part_row = (b64 * n_dblk + pid_d) * L * N  # this program's rows of the (batch, n_dblk, L, N) partials
+    # thread-private scratch: the state at each tile start of one chunk, (programs, CK/T, BLOCK_D, N)
+    pid = (b64 * n_seg + s) * n_dblk + pid_d
+    scr = scr_ptr + pid * (CK // T) * BLOCK_D * NP + tl.arange(0, BLOCK_D)[:, None] * NP + offs_n[None, :]
+    start = s * seg_len
+    end = tl.minimum(start + seg_len, L)
+    n_ck = tl.cdiv(end - start, CK)
+    for i in range(0, n_ck):
+        c0 = start + (n_ck - 1 - i) * CK
+        c1 = tl.minimum(c0 + CK, end)
+        n_tiles = tl.cdiv(c1 - c0, T)
+        if not LOCAL:
+            # forward over the chunk from its checkpoint: the state at every tile start -> scratch
+            c_off = ((b64 * tl.cdiv(L, CK) + c0 // CK) * dim + offs_d64[:, None]) * N + offs_n[None, :]
+            h = tl.load(ckpt_ptr + c_off, mask=m_dn, other=0.0)
+            tl.debug_barrier()  # the previous chunk's scratch reads are done
+            for k in range(0, n_tiles):
+                t0 = c0 + k * T
+                tl.store(scr + k * BLOCK_D * NP, h)
+                t = t0 + offs_t
+                m = m_d[:, None] & (t[None, :] < L)
+                offs = row[:, None] + t[None, :]
+                uu = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
+                dd, _ = delta_tile(dt_ptr, offs, m, bias, HAS_BIAS, SOFTPLUS)
+                for j in tl.static_range(T):
+                    h = step(h, A2, col(dd, offs_t, j), col(uu, offs_t, j),
+                             bc_at(B_ptr, bc_row, t0 + j, L, offs_n, m_n, N))
+            tl.debug_barrier()  # scratch writes visible to every thread of the program
+        for k2 in range(0, n_tiles):
+            k = n_tiles - 1 - k2
+            t0 = c0 + k * T
+            t = t0 + offs_t
+            m = m_d[:, None] & (t[None, :] < L)
+            offs = row[:, None] + t[None, :]
+            dd, x = delta_tile(dt_ptr, offs, m, bias, HAS_BIAS, SOFTPLUS)
+            go = tl.load(gout_ptr + offs, mask=m, other=0.0).to(tl.float32)
+            gy = go
+            if HAS_Z:
+                zz = tl.load(z_ptr + offs, mask=m, other=0.0).to(tl.float32)
+                sz = tl.sigmoid(zz)
+                gy = go * zz * sz
+            if LOCAL:
+                dsum += tl.sum(dd, axis=1)
+                for j in tl.static_range(T - 1, -1, -1):
+                    cj = bc_at(C_ptr, bc_row, t0 + j, L, offs_n, m_n, N)
+                    lam = col(gy, offs_t, j)[:, None] * cj[None, :] + mu
+                    mu = tl.exp2(col(dd, offs_t, j)[:, None] * A2) * lam
+            else:
+                uu = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
+                # the tile's T states, recomputed from its start into registers
+                h = tl.load(scr + k * BLOCK_D * NP)
+                hs = ()
+                for j in tl.static_range(T):
+                    h = step(h, A2, col(dd, offs_t, j), col(uu, offs_t, j),
+                             bc_at(B_ptr, bc_row, t0 + j, L, offs_n, m_n, N))
+                    hs = hs + (h,)
+                y = tl.zeros((BLOCK_D, T), tl.float32)
+                gdd = tl.zeros((BLOCK_D, T), tl.float32)
+                guu = tl.zeros((BLOCK_D, T), tl.float32)
+                for j in tl.static_range(T - 1, -1, -1):
+                    m_j = m_n & (t0 + j < L)
+                    bj = bc_at(B_ptr, bc_row, t0 + j, L, offs_n, m_n, N)
+                    cj = bc_at(C_ptr, bc_row, t0 + j, L, offs_n, m_n, N)
+                    dj = col(dd, offs_t, j)
+                    uj = col(uu, offs_t, j)
+                    gj = col(gy, offs_t, j)
+                    hj = hs[j]
+                    lam = gj[:, None] * cj[None, :] + mu
+                    dju = dj * uj
+                    gq = (hj - dju[:, None] * bj[None, :]) * lam
+                    gA += dj[:, None] * gq
+                    lb = tl.sum(lam * bj[None, :], axis=1)
+                    y = put(y, offs_t, j, tl.sum(hj * cj[None, :], axis=1))
+                    gdd = put(gdd, offs_t, j, tl.sum(gq * A2, axis=1) * LN2 + uj * lb)
+                    guu = put(guu, offs_t, j, dj * lb)
+                    tl.store(gB_ptr + part_row + (t0 + j) * N + offs_n, tl.sum(dju[:, None] * lam, axis=0), mask=m_j)
+                    tl.store(gC_ptr + part_row + (t0 + j) * N + offs_n, tl.sum(hj * gj[:, None], axis=0), mask=m_j)
+                    mu = tl.exp2(dj[:, None] * A2) * lam
+                if HAS_D:
+                    y += Dv[:, None] * uu
+                    guu += Dv[:, None] * gy
+                    gD += tl.sum(gy * uu, axis=1)
+                if HAS_Z:
+                    gzz = go * y * sz * (1.0 + zz * (1.0 - sz))
+                    tl.store(gz_ptr + offs, gzz.to(gz_ptr.dtype.element_ty), mask=m)
+                if SOFTPLUS:  # dΔ/dx = σ(x)
+                    gdd = gdd * tl.sigmoid(x)
+                gdd = tl.where(m, gdd, 0.0)
+                if HAS_BIAS:
+                    gb += tl.sum(gdd, axis=1)
+                tl.store(gu_ptr + offs, guu.to(gu_ptr.dtype.element_ty), mask=m)
+                tl.store(gdt_ptr + offs, gdd.to(gdt_ptr.dtype.element_ty), mask=m)
+    tl.store(mout_ptr + st_off, mu, mask=m_dn)
+    if LOCAL:
+        tl.store(decay_ptr + st_off, tl.exp2(A2 * dsum[:, None]), mask=m_dn)
+    else:
+        tl.store(gA_ptr + st_off, gA, mask=m_dn)
+        row1 = (b64 * n_seg + s) * dim + offs_d64
+        if HAS_D:
+            tl.store(gD_ptr + row1, gD, mask=m_d)
+        if HAS_BIAS:
+            tl.store(gbias_ptr + row1, gb, mask=m_d)
+
+
+def launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in, grads, mout, decay, scratch, *,
+                   local: bool, softplus_: bool, seg_len: int, n_seg: int, ch_per_group: int, block_d: int,
+                   t: int, ck: int, num_warps: int) -> None:
+    """u, dt, z, gout: (batch, dim, L); A: (dim, N) fp32; Bt, Ct: (batch, groups, L, N); ckpt: (batch,
+    cdiv(L, ck), dim, N) fp32; mu_in, mout, decay: (batch, S, dim, N) fp32; grads: (gu, gdt, gz, gA, gB,
+    gC, gD, gbias) buffers (see ``selective_scan_seq.bwd_seq``), unused in the ``local`` pass."""
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    gu, gdt, gz, gA, gB, gC, gD, gbias = grads
+    grid = (triton.cdiv(dim, block_d), batch, n_seg)
+    scan_bwd_seq_kernel[grid](
+        u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in,
+        gu, gdt, gz, gA, gB, gC, gD, gbias, mout, decay, scratch,
+        dim, L, seg_len, n_seg, ch_per_group, Bt.shape[1],
+        N=N, NP=max(triton.next_power_of_2(N), 2), BLOCK_D=block_d, T=t, CK=ck, LOCAL=local,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=bias is not None, SOFTPLUS=softplus_,
+        HAS_MIN=mu_in is not None, num_warps=num_warps,
+    )
