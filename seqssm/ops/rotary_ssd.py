@@ -69,6 +69,20 @@ def cumulative_angles(delta: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return (local + offsets[:, :, None]).flatten(1, 2)[:, :L]
 
 
+def rotate_bc(
+    B: torch.Tensor, C: torch.Tensor, delta: torch.Tensor, theta: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pre-pass: B' = R(-Θ) B and C' = R(-Θ) C per head, and Θ. B, C: (batch, L, groups, N);
+    delta: (batch, L, heads) (Δ, after softplus); theta: (batch, L, R). Returns B', C' (batch, L, heads,
+    N) in B's dtype and Θ (batch, L, heads, R) in delta's dtype."""
+    heads, groups = delta.shape[-1], B.shape[2]
+    angle = cumulative_angles(delta, theta)
+    head_group = torch.arange(heads, device=B.device) // (heads // groups)
+    B_rot = rotate_pairs(B.to(angle.dtype)[:, :, head_group], -angle).to(B.dtype)
+    C_rot = rotate_pairs(C.to(angle.dtype)[:, :, head_group], -angle).to(C.dtype)
+    return B_rot, C_rot, angle
+
+
 def mamba_chunk_scan_rotary(
     x: torch.Tensor,
     dt: torch.Tensor,
@@ -94,18 +108,14 @@ def mamba_chunk_scan_rotary(
     Returns out (like x), then, if ``return_final_states``, the true final state (batch, heads,
     head_dim, N) in fp32. ``seq_idx`` restarts the state at every change (angles only enter as
     differences inside a sequence, so they need no restart)."""
-    batch, L, heads, _ = x.shape
-    groups, N = B.shape[2], B.shape[3]
+    batch, L, _, _ = x.shape
+    N = B.shape[3]
     if theta.shape[:2] != (batch, L) or theta.dim() != 3 or not 1 <= theta.shape[-1] <= N // 2:
         raise ValueError(
             f"theta: expected (batch={batch}, L={L}, R) with 1 <= R <= N/2={N // 2}, got {tuple(theta.shape)}"
         )
     delta = step_sizes(dt, dt_bias, dt_softplus, dt_limit)
-    angle = cumulative_angles(delta, theta)  # (batch, L, heads, R)
-    head_group = torch.arange(heads, device=x.device) // (heads // groups)
-    work = angle.dtype
-    B_rot = rotate_pairs(B.to(work)[:, :, head_group], -angle).to(B.dtype)
-    C_rot = rotate_pairs(C.to(work)[:, :, head_group], -angle).to(C.dtype)
+    B_rot, C_rot, angle = rotate_bc(B, C, delta, theta)
     out, final = mamba_chunk_scan_combined(
         x,
         delta,
