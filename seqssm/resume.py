@@ -82,7 +82,7 @@ class ResumableLoader(OneLineLoader):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._yielded, self._skip = 0, 0
+        self._yielded, self._skip, self._running = 0, 0, False
 
     def __iter__(self):
         skip, self._skip = self._skip, 0
@@ -102,13 +102,19 @@ class ResumableLoader(OneLineLoader):
         yield from iterator
 
     def _count(self, iterator, skip: int):
-        self._yielded = skip
+        self._yielded, self._running = skip, True
         for batch in iterator:
             self._yielded += 1
             yield batch
+        self._running = False
 
     def state_dict(self) -> dict:
-        return {"batches_consumed": self._yielded, "epoch": getattr(self._epoch_holder(), "epoch", 0)}
+        consumed = self._yielded
+        if isinstance(self.dataset, IterableDataset) and self._running and consumed:
+            # Lightning's training loop fetches one batch ahead of a loader without a length (to know
+            # which batch is the last): until the stream ends, the newest batch is not trained on yet.
+            consumed -= 1
+        return {"batches_consumed": consumed, "epoch": getattr(self._epoch_holder(), "epoch", 0)}
 
     def load_state_dict(self, state: dict) -> None:
         self._skip = int(state.get("batches_consumed", 0))

@@ -20,22 +20,26 @@ from seqssm.lit import SequenceModel
 from seqssm.models import ModelConfig
 from seqssm.tasks.dna import DNAConfig, DNADataConfig, DNATask
 
-# 8 batches per epoch, so a run of 14 steps crosses an epoch boundary.
+# 8 (dna) or 9 (lm) batches per epoch, so a run of 14 steps crosses an epoch boundary.
 TINY = [
     "model.n_layer=1",
     "model.d_model=16",
     "task.data.max_len=32",
     "task.data.batch_size=2",
-    "task.data.windows_per_epoch=16",
     "trainer.max_steps=14",
     "trainer.log_every_n_steps=1",
     "trainer.val_check_interval=1000",
     "trainer.enable_progress_bar=false",
 ]
+TASK = {
+    "dna": ["task=dna", "task.data.windows_per_epoch=16"],
+    # 521 training tokens (EOS + 520 bytes): 17 windows of 33 tokens, read in blocks of 100 bytes
+    "lm": ["task=lm", "task.data.path=corpus", "task.data.shuffle_windows=4", "task.data.block_bytes=100"],
+}
 
 
-def cmd(run_dir, *extra):
-    return [sys.executable, "-m", "seqssm.train", *TINY, *extra, f"hydra.run.dir={run_dir}"]
+def cmd(run_dir, task, *extra):
+    return [sys.executable, "-m", "seqssm.train", *TINY, *TASK[task], *extra, f"hydra.run.dir={run_dir}"]
 
 
 def losses(run_dir) -> dict[int, float]:
@@ -43,12 +47,26 @@ def losses(run_dir) -> dict[int, float]:
         return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
 
 
-def test_kill_9_then_resume_continues_like_an_uninterrupted_run(tmp_path):
+def write_corpus(root):
+    words = "the quick brown fox jumps over the lazy dog and runs away".split()
+    rng = torch.Generator().manual_seed(0)
+    text = " ".join(words[int(i)] for i in torch.randint(len(words), (200,), generator=rng))
+    (root / "corpus").mkdir()
+    (root / "corpus/train.txt").write_text(text[:520])
+    (root / "corpus/valid.txt").write_text(text[520:720])
+
+
+@pytest.mark.parametrize("task", ["dna", "lm"])
+def test_kill_9_then_resume_continues_like_an_uninterrupted_run(tmp_path, task):
+    write_corpus(tmp_path)
     full = tmp_path / "full"
-    subprocess.run(cmd(full), check=True, capture_output=True, timeout=300, cwd=tmp_path)
-    killed = tmp_path / "killed"
+    subprocess.run(cmd(full, task), check=True, capture_output=True, timeout=300, cwd=tmp_path)
+    killed = tmp_path / "outputs/day/killed"  # where ckpt_path=last looks
     proc = subprocess.Popen(
-        cmd(killed, "checkpoint_every_n_steps=3"), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cmd(killed, task, "checkpoint_every_n_steps=3"),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     ckpt = killed / "checkpoints/last.ckpt"
     deadline = time.time() + 240
@@ -59,12 +77,27 @@ def test_kill_9_then_resume_continues_like_an_uninterrupted_run(tmp_path):
     assert ckpt.exists()
     step = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
     resumed = tmp_path / "resumed"
-    p = subprocess.run(cmd(resumed, f"ckpt_path={ckpt}"), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    p = subprocess.run(cmd(resumed, task, "ckpt_path=last"), capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     expected, got = losses(full), losses(resumed)
     assert min(got) == step and max(got) == 13
     for s in got:
         assert got[s] == pytest.approx(expected[s], rel=1e-6, abs=1e-7), s
+
+
+def test_lm_stream_gives_the_same_batches_with_workers(tmp_path):
+    """Every DataLoader worker keeps its share of the batches: with 2 workers the batches (and their
+    order) are those of one process, so a resumed run skips the right ones."""
+    from seqssm.resume import train_loader
+    from seqssm.tasks.lm import LMDataConfig, LMDataModule
+    from seqssm.tasks.text_codec import ByteCodec
+
+    write_corpus(tmp_path)
+    cfg = LMDataConfig(path=str(tmp_path / "corpus"), max_len=32, batch_size=2, shuffle_windows=4, block_bytes=100)
+    dm = LMDataModule(cfg, ByteCodec(), seed=0)
+    one = [b["inputs"] for b in train_loader(dm.train_set, 2)]
+    two = [b["inputs"] for b in train_loader(dm.train_set, 2, num_workers=2)]
+    assert len(one) == 9 and all(torch.equal(a, b) for a, b in zip(one, two, strict=True))
 
 
 WRITER = """
