@@ -131,6 +131,15 @@ def test_invalid_utf8_dropped_with_line_and_offset(tmp_path, capfd):
     assert f"line 5 (byte offset {100 + 2 * len(text) + 2}): 1 byte(s) of invalid UTF-8 dropped" in err
 
 
+def test_byte_tokens_take_non_utf8_text_as_it_is(tmp_path):
+    root = corpus(tmp_path / "c", n=2)
+    (root / "doc0.txt").write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1") * 20)  # Latin-1, not UTF-8
+    cfg = LMDataConfig(path=str(root), max_len=16, batch_size=2, val_fraction=0.5, val_bytes=10**6)
+    dm = LMDataModule(cfg, ByteCodec(), seed=0)
+    stream = [int(t) for w in [*dm.train_set, *dm.val_set] for t in w["targets"][w["mask"]]]
+    assert 0xE9 in stream and 0xE8 in stream and dm.bad.count == 0
+
+
 def test_tokenizer_stream_skips_invalid_utf8(tmp_path, capfd):
     tokenizers = pytest.importorskip("tokenizers")
     tok = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token="[UNK]"))
