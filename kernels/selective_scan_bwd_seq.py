@@ -16,9 +16,9 @@ Layout (as the forward, ``selective_scan_fwd_seq``): one program = (sequence, BL
 channels, one time segment); each thread owns one channel and all N states, so h, λ and ḡA are (BLOCK_D,
 N) register tiles and every Σ_n is inside the thread. u, Δ, z, ḡout are read as (BLOCK_D, T) tiles (T
 steps of a channel in one vector load), ḡu, ḡdelta, ḡz written as such tiles; B_t, C_t are broadcast
-N-vectors from (batch, groups, L, N). ḡB_t, ḡC_t are sums over the program's channels (one cross-lane
-reduction each per step) written as per-program partials (batch, n_dblk, L, N), summed over the blocks
-of a group by the caller.
+N-vectors from (batch, groups, L, N). ḡB_t, ḡC_t are sums over channels: each warp sums its 32
+channels with shuffles (5 levels x N values, no shared memory) and adds the N sums atomically into an
+fp32 (batch, groups, L, N) buffer (dim/32 adds per address; the order of the adds is not fixed).
 
 Time runs backwards chunk by chunk (CK steps, the forward's checkpoint interval). For each chunk the
 state at its start is read from the forward's checkpoints and run forward once, writing the state at
@@ -63,6 +63,7 @@ def scan_bwd_seq_kernel(
     m_dn = m_d[:, None] & m_n[None, :]
     g = ((pid_d * BLOCK_D) // ch_per_group).to(tl.int64)
     LN2: tl.constexpr = 0.6931471805599453
+    W: tl.constexpr = (BLOCK_D + 31) // 32  # warps (channel groups of the ḡB/ḡC sums)
 
     A2 = tl.load(A_ptr + offs_d64[:, None] * N + offs_n[None, :], mask=m_dn, other=0.0) * 1.4426950408889634
     Dv = tl.zeros((BLOCK_D,), tl.float32)
@@ -83,10 +84,12 @@ def scan_bwd_seq_kernel(
 
     row = (b64 * dim + offs_d64) * L  # start of each channel's row in (batch, dim, L)
     bc_row = (b64 * G + g) * L * N  # start of this (batch, group) in (batch, groups, L, N)
-    part_row = (b64 * n_dblk + pid_d) * L * N  # this program's rows of the (batch, n_dblk, L, N) partials
-    # thread-private scratch: the state at each tile start of one chunk, (programs, CK/T, BLOCK_D, N)
+    # scratch: the state at each tile start of one chunk, (programs, CK/T, N, BLOCK_D) from element 1.
+    # Channel-fastest and 4-byte aligned on purpose: the coalescing pass then gives the access one element
+    # per thread and lanes along channels, i.e. the thread that owns a channel's N states in the loop
+    # reads and writes them (no layout conversion through shared memory, each access 128 B per warp).
     pid = (b64 * n_seg + s) * n_dblk + pid_d
-    scr = scr_ptr + pid * (CK // T) * BLOCK_D * NP + tl.arange(0, BLOCK_D)[:, None] * NP + offs_n[None, :]
+    scr = scr_ptr + 1 + pid * (CK // T) * BLOCK_D * NP + offs_n[None, :] * BLOCK_D + tl.arange(0, BLOCK_D)[:, None]
     start = s * seg_len
     end = tl.minimum(start + seg_len, L)
     n_ck = tl.cdiv(end - start, CK)
@@ -158,8 +161,15 @@ def scan_bwd_seq_kernel(
                     y = put(y, offs_t, j, tl.sum(hj * cj[None, :], axis=1))
                     gdd = put(gdd, offs_t, j, tl.sum(gq * A2, axis=1) * LN2 + uj * lb)
                     guu = put(guu, offs_t, j, dj * lb)
-                    tl.store(gB_ptr + part_row + (t0 + j) * N + offs_n, tl.sum(dju[:, None] * lam, axis=0), mask=m_j)
-                    tl.store(gC_ptr + part_row + (t0 + j) * N + offs_n, tl.sum(hj * gj[:, None], axis=0), mask=m_j)
+                    # ḡB_t, ḡC_t: sums over each warp's channels (shuffles), added atomically. The
+                    # (W, 2, N) pointer tile (second row masked off) gets a layout that keeps each warp's
+                    # sums in that warp (the (W, N) one moved them between warps through shared memory)
+                    pw = bc_row + (t0 + j) * N + tl.zeros((W, 2, 1), tl.int32) + offs_n[None, None, :]
+                    mw = m_j[None, None, :] & (tl.arange(0, 2)[None, :, None] == 0)
+                    xb = tl.sum(tl.reshape(dju[:, None] * lam, (W, BLOCK_D // W, NP)), axis=1)
+                    xc = tl.sum(tl.reshape(hj * gj[:, None], (W, BLOCK_D // W, NP)), axis=1)
+                    tl.atomic_add(gB_ptr + pw, tl.broadcast_to(xb[:, None, :], (W, 2, NP)), mask=mw, sem="relaxed")
+                    tl.atomic_add(gC_ptr + pw, tl.broadcast_to(xc[:, None, :], (W, 2, NP)), mask=mw, sem="relaxed")
                     mu = tl.exp2(dj[:, None] * A2) * lam
                 if HAS_D:
                     y += Dv[:, None] * uu

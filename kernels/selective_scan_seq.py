@@ -30,7 +30,7 @@ from seqssm.kernels.selective_scan_seg import propagate
 # latency-bound), 1056/4224 within 5-40%. bwd_T: steps per tile of the backward, whose T states are held
 # in registers (T·N fp32 per thread); CK must be a multiple of it.
 CONFIG = {"num_warps": 4, "T": 8, "CK": 64, "target_warps": 2112, "max_seg": 64, "bwd_T": 4}
-INTERPRET_CONFIG = {"num_warps": 1, "T": 4, "CK": 8, "target_warps": 1 << 30, "max_seg": 4, "bwd_T": 4}
+INTERPRET_CONFIG = {"num_warps": 2, "T": 4, "CK": 8, "target_warps": 1 << 30, "max_seg": 4, "bwd_T": 4}
 
 
 def config(device: torch.device) -> dict:
@@ -105,12 +105,13 @@ def bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, glast, *, softplus_: bool,
     block_d, seg_len, n_seg = plan(batch, dim, L, groups, nw, cfg)
     n_dblk = triton.cdiv(dim, block_d)
     f32 = dict(device=u.device, dtype=torch.float32)
+    # ḡB, ḡC: fp32, accumulated by atomic adds of per-warp sums
     grads = (torch.empty_like(u), torch.empty_like(dt), None if z is None else torch.empty_like(z),
-             torch.empty(batch, n_seg, dim, N, **f32), torch.empty(batch, n_dblk, L, N, **f32),
-             torch.empty(batch, n_dblk, L, N, **f32), torch.empty(batch, n_seg, dim, **f32),
+             torch.empty(batch, n_seg, dim, N, **f32), torch.zeros(batch, groups, L, N, **f32),
+             torch.zeros(batch, groups, L, N, **f32), torch.empty(batch, n_seg, dim, **f32),
              torch.empty(batch, n_seg, dim, **f32))
     NP = max(triton.next_power_of_2(N), 2)
-    scratch = torch.empty(batch * n_seg * n_dblk * (ck // cfg["bwd_T"]) * block_d * NP, **f32)
+    scratch = torch.empty(1 + batch * n_seg * n_dblk * (ck // cfg["bwd_T"]) * block_d * NP, **f32)
     kw = dict(softplus_=softplus_, seg_len=seg_len, n_seg=n_seg, ch_per_group=dim // groups,
               block_d=block_d, t=cfg["bwd_T"], ck=ck, num_warps=nw)
     mout = torch.empty(batch, n_seg, dim, N, **f32)
@@ -125,7 +126,6 @@ def bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, glast, *, softplus_: bool,
     launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in, grads, mout, None, scratch, local=False,
                    **kw)
     gu, gdt, gz, gA, gB, gC, gD, gbias = grads
-    per_group = lambda x: x.view(batch, groups, n_dblk // groups, L, N).sum(2)
-    return (gu, gdt, gz, gA.sum((0, 1)), per_group(gB), per_group(gC),
+    return (gu, gdt, gz, gA.sum((0, 1)), gB, gC,
             gD.sum((0, 1)) if D is not None else None, gbias.sum((0, 1)) if bias is not None else None,
             mout[:, 0] if want_h0 else None)
