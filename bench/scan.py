@@ -1,13 +1,15 @@
 """Selective scan on a GPU: seqssm's Triton kernels beside mamba_ssm's CUDA ``selective_scan_fn``,
 with the memory floor, in one run. Optionally the whole Mamba block against mamba_ssm's ``Mamba``.
 
-    python bench/scan.py --sdist .pkgs/mamba_ssm-2.3.2.post1 --out DIR [--sweep] [--block]
+    python bench/scan.py --sdist .pkgs/mamba_ssm-2.3.2.post1 --out DIR [--sweep] [--seq-bwd-sweep] [--block]
 
 Steps: build mamba_ssm's selective-scan extension for this GPU only (torch cpp_extension, ~150 s on
 16 cores); measure device-to-device copy bandwidth; check our kernels on the GPU (against the
 chunked reference in float64, and against mamba_ssm's output and gradients in bf16); optionally
 time kernel configurations at two shapes; then time forward and forward+backward (medians of
-triton.testing.do_bench) and the peak memory of forward+backward at every shape of the issue.
+triton.testing.do_bench) and the peak memory of forward+backward at every shape of the issue. Our
+forward+backward is timed twice: with the time-sequential backward (v2, the default) and with the
+chunked backward (v1: ``selective_scan.SEQ_BACKWARD = False`` during the forward).
 Writes DIR/scan.json (rows as they come) and DIR/scan.md.
 
 Floors (bf16 inputs and outputs, N = d_state): forward moves 2·b·L·(4·dim + 2·N) bytes (read u, Δ, z,
@@ -114,18 +116,33 @@ def fwd_bwd(call, tensors):
     return run
 
 
+def v1_backward(kern, call):
+    """``call`` with the chunked (v1) backward: the forward records which backward its graph uses."""
+
+    def run():
+        kern.SEQ_BACKWARD = False
+        try:
+            return call()
+        finally:
+            kern.SEQ_BACKWARD = True
+
+    return run
+
+
 def rel(a, b) -> float:
     a, b = a.double(), b.double()
     return ((a - b).norm() / b.norm()).item()
 
 
-def check_gpu(ours, ss) -> dict:
+def check_gpu(ours, kern, ss) -> dict:
     """Our Triton scan on the GPU against the float64 chunked reference (fp32 inputs, real and
-    complex) and against mamba_ssm's CUDA kernel (bf16, all gradients)."""
+    complex; real with the v2 and the v1 backward) and against mamba_ssm's CUDA kernel (bf16, all
+    gradients)."""
     from seqssm.ops.reference.selective_scan import selective_scan_ref
 
     res = {}
-    for name, cplx in (("real_fp32", False), ("complex_fp32", True)):
+    for name, cplx in (("real_fp32", False), ("real_fp32_v1bwd", False), ("complex_fp32", True)):
+        kern.SEQ_BACKWARD = name != "real_fp32_v1bwd"
         b, d, n, L = (2, 64, 16, 1031) if DEV == "cuda" else (1, 4, 4, 37)
         t = scan_inputs(b, d, n, L, torch.float32, seed=1)
         if cplx:
@@ -145,6 +162,7 @@ def check_gpu(ours, ss) -> dict:
         for k, a, c in zip(["u", "delta", "A", "B", "C", "D", "z", "bias", "h0"], g, gr, strict=True):
             a, c = (torch.view_as_real(a), torch.view_as_real(c)) if a.is_complex() else (a, c)
             res[name]["d" + k] = rel(a, c)
+    kern.SEQ_BACKWARD = True
     if ss is not None:
         t = scan_inputs(2, 512, 16, 4099, seed=2)
         a = [x.clone().requires_grad_() for x in t]
@@ -206,6 +224,29 @@ def seq_sweep(ours, seq, shapes) -> list:
     return out
 
 
+def seq_bwd_sweep(ours, seq, shapes) -> list:
+    """Time forward+backward for the time-sequential backward's (bwd_T, CK) choices (bwd_T steps held in
+    registers; CK, the checkpoint interval, sets the scratch per program: CK/bwd_T states); keeps the
+    fastest (summed relative time) in seq.CONFIG."""
+    out, saved = [], dict(seq.CONFIG)
+    cfgs = [(2, 32), (2, 64), (4, 32), (4, 64)]
+    for batch, dim, L in shapes:
+        t = scan_inputs(batch, dim, 16, L)
+        for bt, ck in cfgs:
+            seq.CONFIG.update(bwd_T=bt, CK=ck)
+            ms = bench(fwd_bwd(lambda t=t: ours.selective_scan_fn(*t, True, backend="triton"), t))
+            out.append({"shape": [batch, dim, L], "kind": "fwdbwd_seq", "cfg": [bt, ck], "ms": ms})
+            log("seq bwd sweep", out[-1])
+    seq.CONFIG.update(saved)
+    best = {tuple(r["shape"]): min(q["ms"] for q in out if q["shape"] == r["shape"]) for r in out}
+    score = {}
+    for r in out:
+        score[tuple(r["cfg"])] = score.get(tuple(r["cfg"]), 0.0) + r["ms"] / best[tuple(r["shape"])]
+    bt, ck = min(score, key=score.get)
+    seq.CONFIG.update(bwd_T=bt, CK=ck)
+    return out
+
+
 def table_shapes(quick: bool):
     rows = [(4, 2048, 2048), (4, 2048, 8192), (4, 2048, 32768), (1, 2048, 131072), (1, 2048, 1048576),
             (1, 2048, 8192), (8, 2048, 8192),
@@ -223,6 +264,7 @@ def main():
     ap.add_argument("--block", action="store_true", help="also time the whole Mamba block")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seq-sweep", action="store_true", help="tune the time-sequential forward first")
+    ap.add_argument("--seq-bwd-sweep", action="store_true", help="tune the time-sequential backward first")
     ap.add_argument("--no-build", action="store_true", help="skip mamba_ssm (no anchor)")
     ap.add_argument("--budget-s", type=float, default=430.0, help="stop starting new rows after this")
     a = ap.parse_args()
@@ -255,7 +297,7 @@ def main():
     bw = copy_bandwidth()
     res["copy_bytes_per_s"] = bw
     log(f"copy {bw / 1e12:.2f} TB/s")
-    res["check"] = check_gpu(ours, ss)
+    res["check"] = check_gpu(ours, kern, ss)
     log("check", json.dumps(res["check"]))
     save()
     if a.sweep and DEV == "cuda":
@@ -274,6 +316,10 @@ def main():
         res["seq_sweep"] = seq_sweep(ours, seq, [(4, 2048, 8192), (1, 2048, 131072), (8, 2048, 8192)])
         log("chosen seq config", seq.CONFIG)
         save()
+    if a.seq_bwd_sweep and DEV == "cuda":
+        res["seq_bwd_sweep"] = seq_bwd_sweep(ours, seq, [(4, 2048, 8192), (1, 2048, 131072)])
+        log("chosen seq config", seq.CONFIG)
+        save()
     res["config"] = dict(kern.CONFIG)
     res["seq_config"] = dict(seq.CONFIG)
     n = 16
@@ -288,15 +334,18 @@ def main():
         impls = [("ours", lambda t=t: ours.selective_scan_fn(*t, True, backend="triton"))]
         if ss is not None:
             impls.append(("mamba_ssm", lambda t=t: ss(*t, True)))
+        impls.append(("ours_v1bwd", v1_backward(kern, impls[0][1])))
         for name, call in impls:
             rep = 200 if L * batch < 2**20 else 600
-            row[f"{name}_fwd_ms"] = bench(call, rep)
+            if name != "ours_v1bwd":  # same forward as "ours"
+                row[f"{name}_fwd_ms"] = bench(call, rep)
             fb = fwd_bwd(call, t)
             row[f"{name}_fwdbwd_ms"] = bench(fb, rep)
             row[f"{name}_fwdbwd_GiB"] = peak_gib(fb)
         if ss is not None:
             row["ratio_fwd"] = row["ours_fwd_ms"] / row["mamba_ssm_fwd_ms"]
             row["ratio_fwdbwd"] = row["ours_fwdbwd_ms"] / row["mamba_ssm_fwdbwd_ms"]
+            row["ratio_fwdbwd_v1bwd"] = row["ours_v1bwd_fwdbwd_ms"] / row["mamba_ssm_fwdbwd_ms"]
         row["ours_fwd_pct_floor"] = 100 * row["floor_fwd_ms"] / row["ours_fwd_ms"]
         res["rows"].append(row)
         log(json.dumps(row))
@@ -355,14 +404,16 @@ def write_md(res: dict, path: str) -> None:
          "", "bf16, N = 16, with D, z, delta_bias, softplus. Medians in ms; ratio = ours / mamba_ssm; "
          "% floor = memory floor / our forward time.", "",
          "| batch | dim | L | ours fwd | mamba_ssm fwd | ratio | floor fwd | % floor | ours fwd+bwd | "
-         "mamba_ssm fwd+bwd | ratio | floor fwd+bwd | ours GiB | mamba_ssm GiB |",
-         "|" + " --- |" * 14]
+         "mamba_ssm fwd+bwd | ratio | floor fwd+bwd | ours fwd+bwd, v1 bwd | ratio, v1 bwd | ours GiB | "
+         "v1 bwd GiB | mamba_ssm GiB |",
+         "|" + " --- |" * 17]
     f = lambda r, k, p=2: f"{r[k]:.{p}f}" if k in r else "-"
     for r in res["rows"]:
         L.append(f"| {r['batch']} | {r['dim']} | {r['L']} | {f(r, 'ours_fwd_ms', 3)} | {f(r, 'mamba_ssm_fwd_ms', 3)} | "
                  f"{f(r, 'ratio_fwd')} | {f(r, 'floor_fwd_ms', 3)} | {f(r, 'ours_fwd_pct_floor', 0)} | "
                  f"{f(r, 'ours_fwdbwd_ms', 3)} | {f(r, 'mamba_ssm_fwdbwd_ms', 3)} | {f(r, 'ratio_fwdbwd')} | "
-                 f"{f(r, 'floor_fwdbwd_ms', 3)} | {f(r, 'ours_fwdbwd_GiB')} | {f(r, 'mamba_ssm_fwdbwd_GiB')} |")
+                 f"{f(r, 'floor_fwdbwd_ms', 3)} | {f(r, 'ours_v1bwd_fwdbwd_ms', 3)} | {f(r, 'ratio_fwdbwd_v1bwd')} | "
+                 f"{f(r, 'ours_fwdbwd_GiB')} | {f(r, 'ours_v1bwd_fwdbwd_GiB')} | {f(r, 'mamba_ssm_fwdbwd_GiB')} |")
     if res.get("block"):
         L += ["", "## Mamba block forward+backward (bf16; mamba_ssm without causal-conv1d: torch conv1d path)",
               "", "| d_model | L | batch | ours ms | mamba_ssm ms | ratio | ours GiB | mamba_ssm GiB |",
