@@ -10,12 +10,16 @@ became unreadable, invalid UTF-8 in text that a tokenizer decodes. The dataset t
 without that record; ``skip`` prints one warning line per bad record, and the ``max_bad_records + 1``-th
 raises a one-line ``DataError``. ``0`` makes the first bad record stop the run.
 
-The count is one integer in shared memory, created in the main process and inherited by its DataLoader
-worker processes: the limit applies to the main process and all its workers together (per process, that
-is per rank, under DDP), across epochs. ``BadRecordsMixin`` gives a LightningDataModule the rest: the
-count is saved in checkpoints (so a resumed run continues it), logged as the metric ``data/bad_records``
-when it changes, and summed up in one line at the end of training (the final validation and the
-baselines that follow may add warnings of their own).
+The count is one integer in shared memory, created in the main process and inherited by the DataLoader
+workers it forks (the default start method on Linux up to Python 3.13): the limit applies to the main
+process and all its workers together, across epochs. Where the counter is pickled instead (workers
+started by spawn or forkserver — the default on macOS and from Python 3.14 — DDP ranks, a deep copy),
+each copy counts on from the count it was given: the limit then applies per worker or rank, and the
+main process's count and summary leave out the skips of spawned workers (their warning lines remain).
+
+``BadRecordsMixin`` gives a LightningDataModule the rest: the count is saved in checkpoints (so a resumed
+run continues it), logged as the metric ``data/bad_records`` when it changes, and summed up in one line at
+the end of training (the final validation and the baselines that follow may add warnings of their own).
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ class BadRecords:
             raise ConfigError(f"{key}={limit}: expected an integer >= 0")
         self.limit, self.key = limit, key
         self._count = multiprocessing.Value("q", 0)  # shared with forked or spawned DataLoader workers
+
+    def __getstate__(self) -> dict:  # a shared counter only passes to forked children (see the docstring)
+        return {"limit": self.limit, "key": self.key, "count": self.count}
+
+    def __setstate__(self, state: dict) -> None:
+        self.limit, self.key = state["limit"], state["key"]
+        self._count = multiprocessing.Value("q", state["count"])
 
     @property
     def count(self) -> int:

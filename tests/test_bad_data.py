@@ -3,6 +3,7 @@ then stops the run with one line; bad data that start-up can see stops the run b
 Every file here is a real file on disk, made bad before or after the data module was built."""
 
 import csv
+import pickle
 import subprocess
 import sys
 
@@ -40,6 +41,10 @@ def test_counter_limit_and_config():
     assert bad.count == 1
     with pytest.raises(DataError, match=r"^g\.wav: truncated; stopping: more than task\.data\.max_bad_records=1 "):
         bad.skip("g.wav: truncated")
+    copy = pickle.loads(pickle.dumps(bad))  # DDP ranks, spawned workers: a counter of their own, from the count
+    assert (copy.count, copy.limit) == (1, 1)
+    copy.count = 0
+    assert bad.count == 1
     with pytest.raises(ConfigError, match="task.data.max_bad_records=-1: expected an integer >= 0"):
         BadRecords(-1)
     with pytest.raises(ConfigError, match="max_bad_records=-1"):
