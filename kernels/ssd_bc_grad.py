@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from seqssm.kernels.ssd_common import mma, tune
+from seqssm.kernels.ssd_common import dot_block, mma, tune
 
 
 @tune(key=["H", "G", "P", "N", "CS"], restore=["gacs_ptr"])
@@ -120,8 +120,8 @@ def bc_bwd(
     dB = torch.empty(B.shape, device=B.device, dtype=B.dtype)
     dC = torch.empty(C.shape, device=C.device, dtype=C.dtype)
     BM = BT = min(cs, 64)
-    BP = min(64, triton.next_power_of_2(P))
-    BN = triton.next_power_of_2(N)
+    BP = dot_block(P, 64)
+    BN = dot_block(N)
     q = seq_idx if seq_idx is not None else acs
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
     grid = (cs // BM, G, b * nc)

@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from seqssm.kernels.ssd_common import mma, tune
+from seqssm.kernels.ssd_common import dot_block, mma, tune
 
 
 @tune(key=["N", "CS", "BT"])
@@ -119,7 +119,7 @@ def chunk_cb(C: torch.Tensor, B: torch.Tensor, chunk_size: int) -> torch.Tensor:
     nc = triton.cdiv(L, chunk_size)
     out = torch.empty(b, nc, G, chunk_size, chunk_size, device=C.device, dtype=C.dtype)
     BT = BS = _blocks(chunk_size)
-    BK = min(64, triton.next_power_of_2(N))
+    BK = dot_block(N, 64)
     grid = ((chunk_size // BT) * (chunk_size // BS), G, b * nc)
     _cb_fwd_kernel[grid](
         C, B, out, L, G, N, nc, *C.stride(), *B.stride(), CS=chunk_size, BT=BT, BS=BS, BK=BK,
@@ -136,7 +136,7 @@ def chunk_cb_bwd(
     nc, G, cs = cb.shape[1], cb.shape[2], cb.shape[3]
     dcb = torch.empty(cb.shape, device=cb.device, dtype=torch.float32)
     BT = BS = _blocks(cs)
-    BP = min(64, triton.next_power_of_2(P))
+    BP = dot_block(P, 64)
     q = seq_idx if seq_idx is not None else dtp
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
     grid = ((cs // BT) * (cs // BS), G, b * nc)

@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from seqssm.kernels.ssd_common import mma, tune
+from seqssm.kernels.ssd_common import dot_block, mma, tune
 
 
 @tune(key=["P", "N", "CS", "HAS_Z", "STORE_Y"])
@@ -214,8 +214,8 @@ def chunk_scan_fwd(
     out = torch.empty(b, L, H, P, device=x.device, dtype=x.dtype)
     y = torch.empty_like(out) if (z is not None and store_y) else None
     BT = BS = min(cs, 64)
-    BP = min(64, triton.next_power_of_2(P))
-    BN = min(64, triton.next_power_of_2(N))
+    BP = dot_block(P, 64)
+    BN = dot_block(N, 64)
     q = seq_idx if seq_idx is not None else acs
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
     zz = z if z is not None else x
@@ -242,8 +242,8 @@ def chunk_scan_bwd_dx(
     dx = torch.empty(x.shape, device=x.device, dtype=x.dtype)
     gdt = torch.empty_like(dtp)
     BS = BT = min(cs, 64)
-    BP = triton.next_power_of_2(P)
-    BN = min(64, triton.next_power_of_2(N))
+    BP = dot_block(P)
+    BN = dot_block(N, 64)
     n_sb = cs // BS
     dD = torch.empty(b * nc * n_sb, H, P, device=x.device, dtype=torch.float32) if D is not None else None
     q = seq_idx if seq_idx is not None else acs
@@ -269,7 +269,7 @@ def gate_bwd(
     dy = torch.empty_like(y)
     dz = torch.empty_like(y)
     BR = 64
-    BP = triton.next_power_of_2(P)
+    BP = dot_block(P)
     grid = (triton.cdiv(b * L, BR), H)
     _gate_bwd_kernel[grid](
         dout, y, z, dy, dz, b * L, L, H, P, *dout.stride(), *z.stride(), BR=BR, BP=BP, num_warps=4,

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from seqssm.kernels.ssd_common import mma, tune
+from seqssm.kernels.ssd_common import dot_block, mma, tune
 
 
 @tune(key=["P", "N", "CS", "TO_END"])
@@ -110,7 +110,7 @@ def _varlen_state_kernel(
 
 
 def _pn_blocks(P: int, N: int) -> tuple[int, int]:
-    return min(64, triton.next_power_of_2(P)), min(128, triton.next_power_of_2(N))
+    return dot_block(P, 64), dot_block(N, 128)
 
 
 def chunk_state(

@@ -22,6 +22,13 @@ def mma(a, b):
         return tl.dot(a, b)
 
 
+def dot_block(n: int, cap: int = 1 << 30) -> int:
+    """Tile width for a dimension of size n that enters ``tl.dot``: the next power of two, at most
+    ``cap``, and at least 16 (tensor-core dots need K >= 16; loads are masked beyond n, so small
+    head_dim or d_state are zero-padded, and the interpreter runs the same padded tiles)."""
+    return max(16, min(cap, triton.next_power_of_2(n)))
+
+
 def tune(key: list[str], restore: list[str] | None = None):
     """Autotune warps and pipeline depth on a GPU (block shapes are set by the callers); under the
     interpreter the kernel runs as written, with 4 warps. ``restore`` names outputs that the kernel
