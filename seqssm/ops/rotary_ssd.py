@@ -30,6 +30,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from seqssm.ops.backend import resolve
 from seqssm.ops.reference.ssd import step_sizes
 from seqssm.ops.ssd import mamba_chunk_scan_combined
 from seqssm.ops.step import selective_state_update
@@ -70,13 +71,18 @@ def cumulative_angles(delta: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 
 
 def rotate_bc(
-    B: torch.Tensor, C: torch.Tensor, delta: torch.Tensor, theta: torch.Tensor
+    B: torch.Tensor, C: torch.Tensor, delta: torch.Tensor, theta: torch.Tensor, backend: str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The pre-pass: B' = R(-Θ) B and C' = R(-Θ) C per head, and Θ. B, C: (batch, L, groups, N);
     delta: (batch, L, heads) (Δ, after softplus); theta: (batch, L, R). Returns B', C' (batch, L, heads,
-    N) in B's dtype and Θ (batch, L, heads, R) in delta's dtype."""
+    N) in B's dtype and Θ (batch, L, heads, R) in delta's dtype. The rotation runs in one Triton kernel
+    (``kernels/rotary_bc.py``) or in PyTorch, as ``backend`` resolves."""
     heads, groups = delta.shape[-1], B.shape[2]
     angle = cumulative_angles(delta, theta)
+    if resolve(backend, B) == "triton":
+        from seqssm.kernels.rotary_bc import rotate_bc_triton
+
+        return (*rotate_bc_triton(B, C, angle.float()), angle)
     head_group = torch.arange(heads, device=B.device) // (heads // groups)
     B_rot = rotate_pairs(B.to(angle.dtype)[:, :, head_group], -angle).to(B.dtype)
     C_rot = rotate_pairs(C.to(angle.dtype)[:, :, head_group], -angle).to(C.dtype)
@@ -115,7 +121,7 @@ def mamba_chunk_scan_rotary(
             f"theta: expected (batch={batch}, L={L}, R) with 1 <= R <= N/2={N // 2}, got {tuple(theta.shape)}"
         )
     delta = step_sizes(dt, dt_bias, dt_softplus, dt_limit)
-    B_rot, C_rot, angle = rotate_bc(B, C, delta, theta)
+    B_rot, C_rot, angle = rotate_bc(B, C, delta, theta, backend)
     out, final = mamba_chunk_scan_combined(
         x,
         delta,
