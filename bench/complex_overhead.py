@@ -2,7 +2,7 @@
 and the rotary SSD vs the plain SSD, at L = 8K and 32K, forward and forward+backward, side by side in
 one run; then the same for whole blocks. Checks both complex paths against the reference first.
 
-usage: python bench/complex_overhead.py --out DIR [--lengths 8192 32768]
+usage: python bench/complex_overhead.py --out DIR [--lengths 8192 32768] [--block-lengths 8192]
 
 Shapes (bf16 inputs, fp32 state): scan d_inner 2048, N 16 (complex: 16 complex states = 32 reals; the
 real scan is timed at N 16 and N 32); SSD 32 heads x 64, N 128, 1 group, chunk 256, rope_fraction 0.5
@@ -179,13 +179,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--lengths", type=int, nargs="+", default=[8192, 32768])
+    ap.add_argument("--block-lengths", type=int, nargs="+", default=[8192])
     args = ap.parse_args()
     import triton
 
     res = {"device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
            "triton": triton.__version__, "command": "python " + " ".join(sys.argv)}
     res["checks"] = checks()
-    res["rows"] = kernel_rows(args.lengths) + block_rows(args.lengths)
+    res["rows"] = kernel_rows(args.lengths)
+    res["rows"] += block_rows(args.block_lengths)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"complex_overhead_{res['date']}")
     write_json(stem + ".json", res)
