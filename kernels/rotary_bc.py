@@ -27,35 +27,31 @@ BL = 32  # positions per program
 
 
 @triton.jit
-def _rotate_fwd(
-    B, C, ANG, BO, CO, L, H, G, N, R,
-    BLOCK_L: tl.constexpr, BR: tl.constexpr, BREST: tl.constexpr,
-):  # fmt: skip
-    pid_l, h, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    g = h // (H // G)
-    t = (pid_l * BLOCK_L + tl.arange(0, BLOCK_L)).to(tl.int64)
-    tm = t < L
-    k = tl.arange(0, BR)
-    m = tm[:, None] & (k < R)[None, :]
-    ang = tl.load(ANG + ((b * L + t[:, None]) * H + h) * R + k[None, :], mask=m, other=0.0)
-    cos, sin = tl.cos(ang), tl.sin(ang)
-    src = ((b * L + t[:, None]) * G + g) * N  # (BLOCK_L, 1) row starts
-    dst = ((b * L + t[:, None]) * H + h) * N
-    n = 2 * R + tl.arange(0, BREST)[None, :]
-    mr = tm[:, None] & (n < N)
-    for X, O in ((B, BO), (C, CO)):
-        e = tl.load(X + src + 2 * k[None, :], mask=m, other=0.0).to(tl.float32)
-        o = tl.load(X + src + 2 * k[None, :] + 1, mask=m, other=0.0).to(tl.float32)
-        tl.store(O + dst + 2 * k[None, :], (e * cos + o * sin).to(O.dtype.element_ty), mask=m)
-        tl.store(O + dst + 2 * k[None, :] + 1, (o * cos - e * sin).to(O.dtype.element_ty), mask=m)
-        tl.store(O + dst + n, tl.load(X + src + n, mask=mr, other=0.0), mask=mr)
+def _turn(X, O, src, dst, k, m, n, mr, cos, sin):
+    """One of B, C: its pairs turned by -Θ and its other dims copied, from group rows to head rows."""
+    e = tl.load(X + src + 2 * k[None, :], mask=m, other=0.0).to(tl.float32)
+    o = tl.load(X + src + 2 * k[None, :] + 1, mask=m, other=0.0).to(tl.float32)
+    tl.store(O + dst + 2 * k[None, :], (e * cos + o * sin).to(O.dtype.element_ty), mask=m)
+    tl.store(O + dst + 2 * k[None, :] + 1, (o * cos - e * sin).to(O.dtype.element_ty), mask=m)
+    tl.store(O + dst + n, tl.load(X + src + n, mask=mr, other=0.0), mask=mr)
 
 
 @triton.jit
-def _rotate_bwd(
-    B, C, ANG, GBO, GCO, GB, GC, GANG, L, H, G, N, R,
-    BLOCK_L: tl.constexpr, BR: tl.constexpr, BREST: tl.constexpr,
-):  # fmt: skip
+def _turn_back(X, GO, GX, src, dst, k, m, n, mr, cos, sin):
+    """Gradient through ``_turn``: GX = R(+Θ) GO per head; returns this tensor's part of ∂L/∂Θ."""
+    e = tl.load(X + src + 2 * k[None, :], mask=m, other=0.0).to(tl.float32)
+    o = tl.load(X + src + 2 * k[None, :] + 1, mask=m, other=0.0).to(tl.float32)
+    ge = tl.load(GO + dst + 2 * k[None, :], mask=m, other=0.0).to(tl.float32)
+    go = tl.load(GO + dst + 2 * k[None, :] + 1, mask=m, other=0.0).to(tl.float32)
+    tl.store(GX + dst + 2 * k[None, :], ge * cos - go * sin, mask=m)
+    tl.store(GX + dst + 2 * k[None, :] + 1, ge * sin + go * cos, mask=m)
+    tl.store(GX + dst + n, tl.load(GO + dst + n, mask=mr, other=0.0).to(tl.float32), mask=mr)
+    return ge * (o * cos - e * sin) - go * (e * cos + o * sin)
+
+
+@triton.jit
+def _rows(L, H, G, N, R, BLOCK_L: tl.constexpr, BR: tl.constexpr, BREST: tl.constexpr):
+    """This program's positions, pairs and row offsets: (batch b, block of positions, head h)."""
     pid_l, h, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     g = h // (H // G)
     t = (pid_l * BLOCK_L + tl.arange(0, BLOCK_L)).to(tl.int64)
@@ -63,22 +59,35 @@ def _rotate_bwd(
     k = tl.arange(0, BR)
     m = tm[:, None] & (k < R)[None, :]
     a_off = ((b * L + t[:, None]) * H + h) * R + k[None, :]
-    ang = tl.load(ANG + a_off, mask=m, other=0.0)
-    cos, sin = tl.cos(ang), tl.sin(ang)
-    src = ((b * L + t[:, None]) * G + g) * N
-    dst = ((b * L + t[:, None]) * H + h) * N
+    src = ((b * L + t[:, None]) * G + g) * N  # (BLOCK_L, 1) row starts in B, C
+    dst = ((b * L + t[:, None]) * H + h) * N  # ... in the per-head outputs
     n = 2 * R + tl.arange(0, BREST)[None, :]
     mr = tm[:, None] & (n < N)
-    dang = tl.zeros((BLOCK_L, BR), dtype=tl.float32)
-    for X, GO, GX in ((B, GBO, GB), (C, GCO, GC)):
-        e = tl.load(X + src + 2 * k[None, :], mask=m, other=0.0).to(tl.float32)
-        o = tl.load(X + src + 2 * k[None, :] + 1, mask=m, other=0.0).to(tl.float32)
-        ge = tl.load(GO + dst + 2 * k[None, :], mask=m, other=0.0).to(tl.float32)
-        go = tl.load(GO + dst + 2 * k[None, :] + 1, mask=m, other=0.0).to(tl.float32)
-        dang += ge * (o * cos - e * sin) - go * (e * cos + o * sin)
-        tl.store(GX + dst + 2 * k[None, :], ge * cos - go * sin, mask=m)
-        tl.store(GX + dst + 2 * k[None, :] + 1, ge * sin + go * cos, mask=m)
-        tl.store(GX + dst + n, tl.load(GO + dst + n, mask=mr, other=0.0).to(tl.float32), mask=mr)
+    return k, m, a_off, src, dst, n, mr
+
+
+@triton.jit
+def _rotate_fwd(
+    B, C, ANG, BO, CO, L, H, G, N, R,
+    BLOCK_L: tl.constexpr, BR: tl.constexpr, BREST: tl.constexpr,
+):  # fmt: skip
+    k, m, a_off, src, dst, n, mr = _rows(L, H, G, N, R, BLOCK_L, BR, BREST)
+    ang = tl.load(ANG + a_off, mask=m, other=0.0)
+    cos, sin = tl.cos(ang), tl.sin(ang)
+    _turn(B, BO, src, dst, k, m, n, mr, cos, sin)
+    _turn(C, CO, src, dst, k, m, n, mr, cos, sin)
+
+
+@triton.jit
+def _rotate_bwd(
+    B, C, ANG, GBO, GCO, GB, GC, GANG, L, H, G, N, R,
+    BLOCK_L: tl.constexpr, BR: tl.constexpr, BREST: tl.constexpr,
+):  # fmt: skip
+    k, m, a_off, src, dst, n, mr = _rows(L, H, G, N, R, BLOCK_L, BR, BREST)
+    ang = tl.load(ANG + a_off, mask=m, other=0.0)
+    cos, sin = tl.cos(ang), tl.sin(ang)
+    dang = _turn_back(B, GBO, GB, src, dst, k, m, n, mr, cos, sin)
+    dang += _turn_back(C, GCO, GC, src, dst, k, m, n, mr, cos, sin)
     tl.store(GANG + a_off, dang, mask=m)
 
 
