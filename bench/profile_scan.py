@@ -66,10 +66,10 @@ def aot(T: int = 8, nw: int = 4, T_bwd: int = 4) -> None:
     common = dict(N=16, NP=16, BLOCK_D=32 * nw, CK=64, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True)
     for local in (False, True):
         _compile(fwd, nw, dict(common, T=T, LOCAL=local, HAS_HIN=True, SAVE_CKPT=not local),
-                 {"u_ptr", "dt_ptr", "z_ptr", "out_ptr"}, f"/tmp/fwd_seq_local{int(local)}")
+                 {"u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr"}, f"/tmp/fwd_seq_local{int(local)}")
     for local in (False, True):
         _compile(bwd, nw, dict(common, T=T_bwd, LOCAL=local, HAS_MIN=True),
-                 {"u_ptr", "dt_ptr", "z_ptr", "gout_ptr", "gu_ptr", "gdt_ptr", "gz_ptr"},
+                 {"u_ptr", "dt_ptr", "z_ptr", "gout_ptr", "B_ptr", "C_ptr", "gu_ptr", "gdt_ptr", "gz_ptr"},
                  f"/tmp/bwd_seq_local{int(local)}")
 
 

@@ -43,12 +43,17 @@ def supported(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> bool:
 
 
 def bc_seq(M: torch.Tensor) -> torch.Tensor:
-    """(batch, N, L) or (batch, groups, N, L) -> (batch, groups, L, N) fp32. fp32 because every thread
-    reads all N values of B_t and C_t each step: converting them once here (N/dim of the activations'
-    bytes) saves 2N conversions per step per thread in each kernel."""
+    """(batch, N, L) or (batch, groups, N, L) -> (batch, groups, L, N), dtype kept (fp64 -> fp32).
+
+    Kept in bf16/fp16 rather than staged as fp32: fp32 staging removes the per-step conversions but
+    doubles the bytes of the broadcast B_t, C_t loads, and measured slower on the H100
+    (bench/scan_bc_staging.py, 2026-11-23: forward 2.08 vs 1.22 ms, forward+backward 8.46 vs 6.93 ms at
+    batch 4, L 8K, d 2048)."""
     if M.dim() == 3:
         M = M.unsqueeze(1)
-    return M.transpose(-1, -2).to(torch.float32).contiguous()
+    if M.dtype == torch.float64:
+        M = M.float()
+    return M.transpose(-1, -2).contiguous()
 
 
 def plan(batch: int, dim: int, L: int, groups: int, num_warps: int, cfg: dict) -> tuple[int, int, int]:

@@ -26,6 +26,7 @@ differentiable, as in mamba_ssm).
 from __future__ import annotations
 
 import torch
+import triton
 
 from seqssm.kernels.ssd_bc_grad import bc_bwd
 from seqssm.kernels.ssd_bmm import chunk_cb, chunk_cb_bwd
@@ -114,14 +115,17 @@ def ssd_triton(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """SSD with mamba_ssm's ``mamba_chunk_scan_combined`` arguments. x (batch, L, heads, P); dt
     (batch, L, heads); A (heads,); B, C (batch, L, groups, N); D (heads,) or (heads, P); z like x;
-    initial_states (batch, heads, P, N). chunk_size: a power of two (64-256 are tuned).
+    initial_states (batch, heads, P, N). chunk_size: rounded up to a power of two >= 16 (64-256 are tuned).
 
     Returns (out like x, final_states fp32 (batch, heads, P, N), varlen states fp32 (num_seqs,
     heads, P, N) if ``varlen_states`` else None). Differentiable in every tensor argument except
     seq_idx / cu_seqlens and the varlen states.
     """
-    if chunk_size & (chunk_size - 1) or chunk_size < 16:
-        raise ValueError(f"chunk_size={chunk_size}: must be a power of two >= 16")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size}: expected a positive integer")
+    # The chunk length changes only the order of the arithmetic, not the result: the kernels take a
+    # power of two >= 16 (tensor-core tiles), so a smaller or odd chunk_size is rounded up.
+    chunk_size = max(16, triton.next_power_of_2(chunk_size))
     b, L, H, P = x.shape
     G = B.shape[2]
     if H % G or C.shape != B.shape or dt.shape != (b, L, H) or A.shape != (H,):

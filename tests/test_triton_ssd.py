@@ -86,7 +86,8 @@ def check_fwd_bwd(inp, chunk, dtype, seq_idx=None):
             errs["d" + k] = rel(tri[k].grad.cpu(), ref[k].grad)
     # dA and d dt_bias sum ~batch*L terms of both signs: their relative error grows with the
     # cancellation, so they get a wider bound (10x in fp32, where it is rounding alone; 4x in bf16)
-    widen = {torch.float32: 10, torch.bfloat16: 4}[dtype]
+    # (on a GPU, tf32 dots: ddt_bias measured 0.022 at L 100, N 64 on the H100)
+    widen = {torch.float32: 30 if DEV == "cuda" else 10, torch.bfloat16: 4}[dtype]
     bad = {k: v for k, v in errs.items() if not v < TOL[dtype] * (widen if k in REDUCED else 1)}
     assert not bad, f"relative errors over {TOL[dtype]}: {bad} (all: {errs})"
     return errs
@@ -196,3 +197,13 @@ def test_state_passing_at_random_split():
 @pytest.mark.parametrize("chunk", [64, 128, 256])
 def test_production_shapes(P, N, chunk):
     check_fwd_bwd(make(1, chunk + 37, 2, P, 1, N), chunk, torch.float32)
+
+
+def test_small_or_odd_chunk_size_is_rounded_up():
+    """chunk_size only orders the arithmetic: 5 (odd, < 16) runs as 16 and matches the reference's 5."""
+    inp = {k: (None if v is None else v.float().double()) for k, v in make(1, 23, 2, 16, 1, 16).items()}
+    out, final = run_triton(leaves(inp, torch.float32), 5)
+    args = [inp[k] for k in ("x", "dt", "A", "B", "C")]
+    ref, rfinal, _ = ssd_ref(*args, 5, inp["D"], inp["z"], inp["dt_bias"], inp["initial_states"], None, True)
+    assert rel(out.detach().cpu(), ref) < TOL[torch.float32]
+    assert rel(final.detach().cpu(), rfinal) < TOL[torch.float32]
