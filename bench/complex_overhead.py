@@ -31,6 +31,13 @@ from seqssm.ops import mamba_chunk_scan_combined, mamba_chunk_scan_rotary, selec
 from seqssm.ops.reference.ssd import step_sizes  # noqa: E402
 from seqssm.ops.rotary_ssd import rotate_bc  # noqa: E402
 
+START = time.time()
+
+
+def log(*a) -> None:
+    print(f"[{time.time() - START:6.1f}s]", *a, flush=True)
+
+
 DEV = os.environ.get("SEQSSM_BENCH_DEVICE", "cuda")  # "cpu": smoke test of the checks (interpreter)
 
 
@@ -87,11 +94,12 @@ def checks() -> dict:
             o.backward(torch.linspace(-1, 1, o.numel(), device=DEV).view_as(o))
             res[backend] = {"out": o.detach(), **{"d" + k: v.grad for k, v in lv.items()}}
         out[name] = {k: rel(res["triton"][k], res["reference"][k]) for k in res["reference"]}
-        print("check", name, json.dumps({k: f"{v:.1e}" for k, v in out[name].items()}), flush=True)
+        log("check", name, json.dumps({k: f"{v:.1e}" for k, v in out[name].items()}))
     return out
 
 
 def time_pair(call, tensors) -> dict:
+    log("timing ...")
     for v in tensors.values():
         v.requires_grad_(False)
     fwd = bench(call)
@@ -105,13 +113,13 @@ def kernel_rows(lengths) -> list:
         for label, n, cplx in (("real N16", 16, False), ("real N32", 32, False), ("complex N16", 16, True)):
             t = scan_inputs(1, 2048, n, L, cplx)
             rows.append({"op": "selective_scan", "variant": label, "L": L, **time_pair(scan_call(t), t)})
-            print(json.dumps(rows[-1]), flush=True)
+            log(json.dumps(rows[-1]))
         for label, R in (("ssd", 0), ("rotary 0.5", 32), ("rotary 1.0", 64)):
             t = ssd_inputs(1, 32, 64, 128, L, max(R, 1))
             if not R:
                 t.pop("theta")
             rows.append({"op": "ssd", "variant": label, "L": L, **time_pair(ssd_call(t, bool(R)), t)})
-            print(json.dumps(rows[-1]), flush=True)
+            log(json.dumps(rows[-1]))
         t = ssd_inputs(1, 32, 64, 128, L, 32)
         delta = step_sizes(t["dt"], t["dt_bias"], True)
         compiled = torch.compile(rotate_bc)
@@ -121,7 +129,7 @@ def kernel_rows(lengths) -> list:
                 rows.append({"op": "rotary pre-pass", "variant": label, "L": L, "fwd_ms": bench(call)})
             except Exception as e:  # noqa: BLE001 - inductor may be unavailable; record why
                 rows.append({"op": "rotary pre-pass", "variant": label, "L": L, "error": repr(e)[:300]})
-            print(json.dumps(rows[-1]), flush=True)
+            log(json.dumps(rows[-1]))
     return rows
 
 
@@ -145,7 +153,7 @@ def block_rows(lengths) -> list:
                 fwd = bench(lambda block=block, x=x: block(x))
             rows.append({"op": "block d_model 1024", "variant": label, "L": L, "fwd_ms": fwd, "fwdbwd_ms": bench(run),
                          "peak_gib": peak_gib(run), "params": sum(p.numel() for p in block.parameters())})
-            print(json.dumps(rows[-1]), flush=True)
+            log(json.dumps(rows[-1]))
     return rows
 
 
