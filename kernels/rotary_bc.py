@@ -1,29 +1,47 @@
-"""The rotary SSD's pre-pass in Triton: B and C of each group turned per head by the cumulative angles.
+"""The rotary SSD's pre-pass in Triton: the cumulative angles and B, C of each group turned per head.
 
-For each position t, head h (group g = h // (heads / groups)) and pair k < R::
+Angles. Θ_{t,h,k} = Σ_{s≤t} Δ_{s,h} θ_{s,k} is never stored. With positions cut into blocks of ``BL``::
+
+    S[b, j, h, k]   = Σ_{t in block j} Δ_{t,h} θ_{t,k}                    (``_block_sums``)
+    O[b, j, h, k]   = (Σ_{i<j} S[b, i, h, k]) mod 2π, summed in float64     (the caller, small tensor)
+    Θ_t             = O[block of t] + in-block cumsum of Δθ up to t, fp32   (``_rotate_fwd``)
+    Θ_last          = (Σ_j S[b, j, h, k]) mod 2π                            (the caller)
+
+so the angle error is that of a ``BL``-term fp32 sum plus one rounding of the wrapped offset, however
+long the sequence.
+
+Rotation. For each position t, head h (group g = h // (heads / groups)) and pair k < R::
 
     (b'_{2k}, b'_{2k+1}) = R(-Θ_{t,h,k}) (b_{2k}, b_{2k+1}) = (b_{2k} cos Θ + b_{2k+1} sin Θ,
                                                              b_{2k+1} cos Θ - b_{2k} sin Θ)
 
 and the dims 2R..N-1 copied; the same for C (``seqssm/ops/rotary_ssd.py`` has the math). One program
 = a block of positions x one head x one sequence; B, C are read from their group and written per head,
-in their dtype, with the rotation in fp32. The angles Θ (fp32) come from the caller.
+in their dtype, with the rotation in fp32.
 
 Backward, with g' the gradient of b' and (b'_e, b'_o) the rotated pair::
 
     g_b = R(+Θ) g'                           per head (summed over a group's heads by the caller)
-    ∂L/∂Θ = g'_e b'_o - g'_o b'_e            summed over B and C
+    ∂L/∂Θ_t = g'_e b'_o - g'_o b'_e          summed over B and C (∂b'_e/∂Θ = b'_o, ∂b'_o/∂Θ = -b'_e)
 
-(∂b'_e/∂Θ = b'_o and ∂b'_o/∂Θ = -b'_e).
+(``_rotate_bwd``, which recomputes Θ from the saved offsets and also writes the block sums of ∂L/∂Θ),
+then through the cumsum, with ḡ = ∂L/∂Θ_last::
+
+    G_t = Σ_{s≥t} ∂L/∂Θ_s + ḡ                (suffix over blocks by the caller, in-block here)
+    ∂L/∂Δ_{t,h} = Σ_k G_{t,h,k} θ_{t,k}      ∂L/∂θ_{t,k} = Σ_h G_{t,h,k} Δ_{t,h}
+
+(``_angles_bwd``: one program per block of positions loops over the heads, so ∂L/∂θ needs no atomics).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import triton
 import triton.language as tl
 
-BL = 32  # positions per program
+BL = 32  # positions per program, and per angle block
 
 
 @triton.jit
@@ -50,82 +68,169 @@ def _turn_back(X, GO, GX, src, dst, k, m, n, mr, cos, sin):
 
 
 @triton.jit
-def _rows(L, H, G, N, R, BLOCK_L: tl.constexpr, BR: tl.constexpr, BREST: tl.constexpr):
-    """This program's positions, pairs and row offsets: (batch b, block of positions, head h)."""
+def _block(L, BLOCK_L: tl.constexpr):
+    """This program's positions t (int64) and their mask: (block pid_l, head h, batch b)."""
     pid_l, h, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    g = h // (H // G)
     t = (pid_l * BLOCK_L + tl.arange(0, BLOCK_L)).to(tl.int64)
-    tm = t < L
-    k = tl.arange(0, BR)
-    m = tm[:, None] & (k < R)[None, :]
-    a_off = ((b * L + t[:, None]) * H + h) * R + k[None, :]
-    src = ((b * L + t[:, None]) * G + g) * N  # (BLOCK_L, 1) row starts in B, C
-    dst = ((b * L + t[:, None]) * H + h) * N  # ... in the per-head outputs
+    return pid_l, h, b, t, t < L
+
+
+@triton.jit
+def _steps(DELTA, THETA, b, h, t, tm, k, L, H, R):
+    """Δ_{t,h} (BLOCK_L,) and Δ_{t,h} θ_{t,k} (BLOCK_L, BR) in fp32, zero outside L and R."""
+    delta = tl.load(DELTA + (b * L + t) * H + h, mask=tm, other=0.0).to(tl.float32)
+    theta = tl.load(THETA + (b * L + t[:, None]) * R + k[None, :], mask=tm[:, None] & (k < R)[None, :], other=0.0)
+    return delta, delta[:, None] * theta.to(tl.float32)
+
+
+@triton.jit
+def _angles(DELTA, THETA, OFF, b, h, pid_l, t, tm, k, L, H, R, NBLK):
+    """Θ_t = O[block] + Σ_{s≤t in block} Δ_s θ_s (BLOCK_L, BR), fp32."""
+    _, step = _steps(DELTA, THETA, b, h, t, tm, k, L, H, R)
+    off = tl.load(OFF + ((b * NBLK + pid_l) * H + h) * R + k, mask=k < R, other=0.0)
+    return tl.cumsum(step, 0) + off[None, :]
+
+
+@triton.jit
+def _rows(b, h, t, tm, k, L, H, G, N, R, BREST: tl.constexpr):
+    """Row starts in B, C (group of head h) and in the per-head outputs (BLOCK_L, 1); the pairs' mask;
+    the other dims n and their mask."""
+    src = ((b * L + t[:, None]) * G + h // (H // G)) * N
+    dst = ((b * L + t[:, None]) * H + h) * N
     n = 2 * R + tl.arange(0, BREST)[None, :]
-    mr = tm[:, None] & (n < N)
-    return k, m, a_off, src, dst, n, mr
+    return src, dst, tm[:, None] & (k < R)[None, :], n, tm[:, None] & (n < N)
+
+
+@triton.jit
+def _block_sums(
+    DELTA, THETA, S, L, H, R, NBLK,
+    BLOCK_L: tl.constexpr, BR: tl.constexpr,
+):  # fmt: skip
+    """S[b, j, h, :] = Σ_{t in block j} Δ_{t,h} θ_t."""
+    pid_l, h, b, t, tm = _block(L, BLOCK_L)
+    k = tl.arange(0, BR)
+    _, step = _steps(DELTA, THETA, b, h, t, tm, k, L, H, R)
+    tl.store(S + ((b * NBLK + pid_l) * H + h) * R + k, tl.sum(step, 0), mask=k < R)
 
 
 @triton.jit
 def _rotate_fwd(
-    B, C, ANG, BO, CO, L, H, G, N, R,
+    B, C, DELTA, THETA, OFF, BO, CO, L, H, G, N, R, NBLK,
     BLOCK_L: tl.constexpr, BR: tl.constexpr, BREST: tl.constexpr,
 ):  # fmt: skip
-    k, m, a_off, src, dst, n, mr = _rows(L, H, G, N, R, BLOCK_L, BR, BREST)
-    ang = tl.load(ANG + a_off, mask=m, other=0.0)
+    pid_l, h, b, t, tm = _block(L, BLOCK_L)
+    k = tl.arange(0, BR)
+    ang = _angles(DELTA, THETA, OFF, b, h, pid_l, t, tm, k, L, H, R, NBLK)
     cos, sin = tl.cos(ang), tl.sin(ang)
+    src, dst, m, n, mr = _rows(b, h, t, tm, k, L, H, G, N, R, BREST)
     _turn(B, BO, src, dst, k, m, n, mr, cos, sin)
     _turn(C, CO, src, dst, k, m, n, mr, cos, sin)
 
 
 @triton.jit
 def _rotate_bwd(
-    B, C, ANG, GBO, GCO, GB, GC, GANG, L, H, G, N, R,
+    B, C, DELTA, THETA, OFF, GBO, GCO, GB, GC, GANG, GS, L, H, G, N, R, NBLK,
     BLOCK_L: tl.constexpr, BR: tl.constexpr, BREST: tl.constexpr,
 ):  # fmt: skip
-    k, m, a_off, src, dst, n, mr = _rows(L, H, G, N, R, BLOCK_L, BR, BREST)
-    ang = tl.load(ANG + a_off, mask=m, other=0.0)
+    """GB, GC per head; ∂L/∂Θ per element (GANG) and its block sums (GS)."""
+    pid_l, h, b, t, tm = _block(L, BLOCK_L)
+    k = tl.arange(0, BR)
+    ang = _angles(DELTA, THETA, OFF, b, h, pid_l, t, tm, k, L, H, R, NBLK)
     cos, sin = tl.cos(ang), tl.sin(ang)
+    src, dst, m, n, mr = _rows(b, h, t, tm, k, L, H, G, N, R, BREST)
     dang = _turn_back(B, GBO, GB, src, dst, k, m, n, mr, cos, sin)
     dang += _turn_back(C, GCO, GC, src, dst, k, m, n, mr, cos, sin)
-    tl.store(GANG + a_off, dang, mask=m)
+    tl.store(GANG + ((b * L + t[:, None]) * H + h) * R + k[None, :], dang, mask=m)
+    tl.store(GS + ((b * NBLK + pid_l) * H + h) * R + k, tl.sum(dang, 0), mask=k < R)
+
+
+@triton.jit
+def _angles_bwd(
+    DELTA, THETA, GANG, GOFF, GDELTA, GTHETA, L, H, R, NBLK,
+    BLOCK_L: tl.constexpr, BR: tl.constexpr,
+):  # fmt: skip
+    """G_t = (in-block suffix sum of ∂L/∂Θ) + GOFF[block] per head; ∂L/∂Δ per head, ∂L/∂θ over heads."""
+    pid_l, b = tl.program_id(0), tl.program_id(1)
+    t = (pid_l * BLOCK_L + tl.arange(0, BLOCK_L)).to(tl.int64)
+    tm = t < L
+    k = tl.arange(0, BR)
+    m = tm[:, None] & (k < R)[None, :]
+    theta = tl.load(THETA + (b * L + t[:, None]) * R + k[None, :], mask=m, other=0.0).to(tl.float32)
+    gtheta = tl.zeros((BLOCK_L, BR), dtype=tl.float32)
+    for h in range(H):
+        dang = tl.load(GANG + ((b * L + t[:, None]) * H + h) * R + k[None, :], mask=m, other=0.0)
+        goff = tl.load(GOFF + ((b * NBLK + pid_l) * H + h) * R + k, mask=k < R, other=0.0)
+        suffix = tl.sum(dang, 0)[None, :] - tl.cumsum(dang, 0) + dang + goff[None, :]  # Σ_{s≥t}
+        delta = tl.load(DELTA + (b * L + t) * H + h, mask=tm, other=0.0).to(tl.float32)
+        tl.store(GDELTA + (b * L + t) * H + h, tl.sum(suffix * theta, 1), mask=tm)
+        gtheta += suffix * delta[:, None]
+    tl.store(GTHETA + (b * L + t[:, None]) * R + k[None, :], gtheta, mask=m)
 
 
 def _meta(N: int, R: int) -> dict:
     return dict(BLOCK_L=BL, BR=triton.next_power_of_2(R), BREST=triton.next_power_of_2(max(N - 2 * R, 1)))
 
 
-class _RotateBC(torch.autograd.Function):
+def _offsets(S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block sums S (batch, nblk, heads, R) -> the offset entering each block and Θ_last, both wrapped
+    into [0, 2π) after a float64 prefix sum, fp32."""
+    inclusive = S.double().cumsum(1)
+    offsets = torch.remainder(inclusive - S.double(), 2 * math.pi).float()
+    return offsets.contiguous(), torch.remainder(inclusive[:, -1], 2 * math.pi).float()
+
+
+def _suffix(GS: torch.Tensor, glast: torch.Tensor) -> torch.Tensor:
+    """Gradient entering each block from the right: Σ_{i>j} GS[:, i] + ∂L/∂Θ_last, fp32."""
+    inclusive = GS.flip(1).cumsum(1).flip(1)
+    return (inclusive - GS + glast[:, None]).contiguous()
+
+
+class _RotaryPrepass(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, B, C, angle):
+    def forward(ctx, B, C, delta, theta):
         batch, L, G, N = B.shape
-        H, R = angle.shape[2], angle.shape[3]
-        B, C, angle = B.contiguous(), C.contiguous(), angle.contiguous()
+        H, R = delta.shape[2], theta.shape[2]
+        nblk, meta = triton.cdiv(L, BL), _meta(N, R)
+        B, C, delta, theta = B.contiguous(), C.contiguous(), delta.contiguous(), theta.contiguous()
+        S = torch.empty(batch, nblk, H, R, device=B.device, dtype=torch.float32)
+        grid = (nblk, H, batch)
+        _block_sums[grid](delta, theta, S, L, H, R, nblk, BLOCK_L=BL, BR=meta["BR"])
+        offsets, last = _offsets(S)
         BO = torch.empty(batch, L, H, N, device=B.device, dtype=B.dtype)
         CO = torch.empty(batch, L, H, N, device=C.device, dtype=C.dtype)
-        grid = (triton.cdiv(L, BL), H, batch)
-        _rotate_fwd[grid](B, C, angle, BO, CO, L, H, G, N, R, **_meta(N, R))
-        ctx.save_for_backward(B, C, angle)
-        return BO, CO
+        _rotate_fwd[grid](B, C, delta, theta, offsets, BO, CO, L, H, G, N, R, nblk, **meta)
+        ctx.save_for_backward(B, C, delta, theta, offsets)
+        return BO, CO, last.to(delta.dtype)
 
     @staticmethod
-    def backward(ctx, gBO, gCO):
-        B, C, angle = ctx.saved_tensors
+    def backward(ctx, gBO, gCO, glast):
+        B, C, delta, theta, offsets = ctx.saved_tensors
         batch, L, G, N = B.shape
-        H, R = angle.shape[2], angle.shape[3]
-        gBO = torch.zeros_like(gBO) if gBO is None else gBO.contiguous()
-        gCO = torch.zeros_like(gCO) if gCO is None else gCO.contiguous()
+        H, R = delta.shape[2], theta.shape[2]
+        nblk, meta = offsets.shape[1], _meta(N, R)
+        gBO = torch.zeros(batch, L, H, N, device=B.device, dtype=B.dtype) if gBO is None else gBO.contiguous()
+        gCO = torch.zeros(batch, L, H, N, device=C.device, dtype=C.dtype) if gCO is None else gCO.contiguous()
+        glast = torch.zeros(batch, H, R, device=B.device) if glast is None else glast.float()
         GB = torch.empty(batch, L, H, N, device=B.device, dtype=torch.float32)
         GC = torch.empty_like(GB)
-        gang = torch.empty_like(angle)
-        grid = (triton.cdiv(L, BL), H, batch)
-        _rotate_bwd[grid](B, C, angle, gBO, gCO, GB, GC, gang, L, H, G, N, R, **_meta(N, R))
+        gang = torch.empty(batch, L, H, R, device=B.device, dtype=torch.float32)
+        GS = torch.empty_like(offsets)
+        grid = (nblk, H, batch)
+        _rotate_bwd[grid](B, C, delta, theta, offsets, gBO, gCO, GB, GC, gang, GS, L, H, G, N, R, nblk, **meta)
+        gdelta = torch.empty(batch, L, H, device=B.device, dtype=torch.float32)
+        gtheta = torch.empty(batch, L, R, device=B.device, dtype=torch.float32)
+        _angles_bwd[(nblk, batch)](
+            delta, theta, gang, _suffix(GS, glast), gdelta, gtheta, L, H, R, nblk, BLOCK_L=BL, BR=meta["BR"]
+        )
         if H != G:  # the heads of a group share its B and C
             GB, GC = GB.view(batch, L, G, H // G, N).sum(3), GC.view(batch, L, G, H // G, N).sum(3)
-        return GB.to(B.dtype), GC.to(C.dtype), gang
+        return GB.to(B.dtype), GC.to(C.dtype), gdelta.to(delta.dtype), gtheta.to(theta.dtype)
 
 
-def rotate_bc_triton(B: torch.Tensor, C: torch.Tensor, angle: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """B, C (batch, L, groups, N); angle Θ (batch, L, heads, R) fp32 -> R(-Θ)B, R(-Θ)C (batch, L, heads, N),
-    in B's and C's dtypes; differentiable in all three."""
-    return _RotateBC.apply(B, C, angle)
+def rotary_prepass_triton(
+    B: torch.Tensor, C: torch.Tensor, delta: torch.Tensor, theta: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """B, C (batch, L, groups, N); delta Δ (batch, L, heads); theta (batch, L, R) -> R(-Θ)B, R(-Θ)C
+    (batch, L, heads, N) in B's and C's dtypes and Θ_last (batch, heads, R) wrapped into [0, 2π), in
+    delta's dtype; differentiable in all four inputs. No (batch, L, heads, R) tensor in the forward."""
+    return _RotaryPrepass.apply(B, C, delta, theta)

@@ -198,26 +198,57 @@ def test_triton_matches_reference():
         assert rel(x, y) < 10 * tol, k
 
 
+def wrapped(a: torch.Tensor) -> torch.Tensor:
+    """Angles into [-π, π)."""
+    return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
+
+
 @pytest.mark.skipif(
     not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
     reason="Triton kernels need CUDA or TRITON_INTERPRET=1",
 )
-@pytest.mark.parametrize("L,heads,groups,N,R", [(45, 4, 2, 8, 2), (70, 2, 2, 6, 3), (1, 3, 1, 5, 1)])
-def test_triton_rotation_kernel_matches_reference(L, heads, groups, N, R):
-    """kernels/rotary_bc.py against the PyTorch rotation: B', C' and the gradients of B, C, Δ and θ
-    (through the angles), fp32; L not a multiple of the kernel's 32-position block; N - 2R odd or 0."""
+@pytest.mark.parametrize(
+    "L,heads,groups,N,R", [(45, 4, 2, 8, 2), (100, 4, 2, 6, 3), (70, 2, 1, 6, 3), (97, 3, 1, 4, 2), (1, 3, 1, 5, 1)]
+)
+def test_triton_prepass_matches_reference(L, heads, groups, N, R):
+    """kernels/rotary_bc.py (angles in blocks of 32 positions, rotation, Θ_L) against the float64
+    PyTorch pre-pass on the same fp32 inputs: B', C', Θ_L (modulo 2π) and the gradients of B, C, Δ and θ,
+    through B', C' and Θ_L. L spans several blocks, not a multiple of 32; groups < heads; N - 2R > 0 or 0."""
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     g = torch.Generator().manual_seed(8)
     r = lambda *s: torch.randn(*s, generator=g).to(dev)  # noqa: E731
     ins = dict(B=r(2, L, groups, N), C=r(2, L, groups, N), delta=r(2, L, heads).abs(), theta=r(2, L, R) * 2)
-    wb, wc = r(2, L, heads, N), r(2, L, heads, N)
+    wb, wc, wl = r(2, L, heads, N), r(2, L, heads, N), r(2, heads, R)
     results = []
-    for backend in ("reference", "triton"):
-        lv = {k: v.clone().requires_grad_() for k, v in ins.items()}
-        b, c, _ = rotate_bc(lv["B"], lv["C"], lv["delta"], lv["theta"], backend)
-        grads = torch.autograd.grad((b * wb).sum() + (c * wc).sum(), list(lv.values()))
-        results.append((b, c, grads))
-    (b1, c1, g1), (b2, c2, g2) = results
-    assert rel(b2, b1) < 1e-6 and rel(c2, c1) < 1e-6
+    for backend, dtype in (("reference", F64), ("triton", torch.float32)):
+        lv = {k: v.to(dtype).requires_grad_() for k, v in ins.items()}
+        b, c, last = rotate_bc(lv["B"], lv["C"], lv["delta"], lv["theta"], backend)
+        loss = (b * wb.to(dtype)).sum() + (c * wc.to(dtype)).sum() + (last * wl.to(dtype)).sum()
+        results.append((b.double(), c.double(), last.double(), torch.autograd.grad(loss, list(lv.values()))))
+    (b1, c1, l1, g1), (b2, c2, l2, g2) = results
+    assert rel(b2, b1) < 1e-5 and rel(c2, c1) < 1e-5
+    assert wrapped(l2 - l1).abs().max() < 5e-5
     for k, x, y in zip(ins, g2, g1, strict=True):
-        assert rel(x, y) < 1e-5, k
+        assert rel(x.double(), y) < 1e-5, k
+
+
+@pytest.mark.skipif(
+    not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
+    reason="Triton kernels need CUDA or TRITON_INTERPRET=1",
+)
+def test_triton_long_angles_stay_accurate():
+    """The Triton angles of a 20K-step sequence (fp32 sums of 32 steps, float64 block offsets wrapped
+    mod 2π) agree with a float64 cumsum to 1e-4 rad modulo 2π at every position: B = (1, 0) pairs turn
+    into (cos Θ, -sin Θ), so Θ_t is read back from B'."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    g = torch.Generator().manual_seed(6)
+    L, heads, R = 20_000, 1, 3
+    delta = torch.rand(1, L, heads, generator=g, dtype=F64) * 0.2
+    theta = torch.randn(1, L, R, generator=g, dtype=F64) * 4
+    exact = (delta[..., None] * theta[:, :, None]).cumsum(1)
+    B = torch.zeros(1, L, 1, 2 * R, device=dev)
+    B[..., 0::2] = 1
+    b, _, last = rotate_bc(B, B, delta.float().to(dev), theta.float().to(dev), "triton")
+    angle = torch.atan2(-b[..., 1::2], b[..., 0::2]).double().cpu()
+    assert wrapped(angle - exact).abs().max() < 1e-4
+    assert wrapped(last.double().cpu() - exact[:, -1]).abs().max() < 1e-4

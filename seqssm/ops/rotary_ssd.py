@@ -18,7 +18,8 @@ C with accumulated, data-dependent angles). The real SSD's state is then the tru
 frame turned by -Θ_t: h'_t = R(-Θ_t) h_t. States crossing the API are always true states, so a
 piece of a long sequence starts from Θ = 0 and ``initial_states`` / ``final_states`` chain exactly.
 
-This module is the pre-pass (angles, rotation of B and C per head, fp32) around
+This module is the pre-pass (angles, rotation of B and C per head, fp32; Triton kernels in
+``kernels/rotary_bc.py``) around
 ``mamba_chunk_scan_combined``, which still picks the Triton kernels or the reference; the one-token
 step rotates the state then calls ``selective_state_update``.
 """
@@ -73,20 +74,21 @@ def cumulative_angles(delta: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 def rotate_bc(
     B: torch.Tensor, C: torch.Tensor, delta: torch.Tensor, theta: torch.Tensor, backend: str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The pre-pass: B' = R(-Θ) B and C' = R(-Θ) C per head, and Θ. B, C: (batch, L, groups, N);
-    delta: (batch, L, heads) (Δ, after softplus); theta: (batch, L, R). Returns B', C' (batch, L, heads,
-    N) in B's dtype and Θ (batch, L, heads, R) in delta's dtype. The rotation runs in one Triton kernel
-    (``kernels/rotary_bc.py``) or in PyTorch, as ``backend`` resolves."""
+    """The pre-pass: B' = R(-Θ) B and C' = R(-Θ) C per head, and the last angle Θ_L. B, C: (batch, L,
+    groups, N); delta: (batch, L, heads) (Δ, after softplus); theta: (batch, L, R). Returns B', C'
+    (batch, L, heads, N) in B's dtype and Θ_L (batch, heads, R) in delta's dtype (equal modulo 2π on
+    both paths). On the Triton path angles and rotation are kernels (``kernels/rotary_bc.py``) that
+    never build the (batch, L, heads, R) angles; the reference builds them with ``cumulative_angles``."""
+    if resolve(backend, B) == "triton":
+        from seqssm.kernels.rotary_bc import rotary_prepass_triton
+
+        return rotary_prepass_triton(B, C, delta, theta)
     heads, groups = delta.shape[-1], B.shape[2]
     angle = cumulative_angles(delta, theta)
-    if resolve(backend, B) == "triton":
-        from seqssm.kernels.rotary_bc import rotate_bc_triton
-
-        return (*rotate_bc_triton(B, C, angle.float()), angle)
     head_group = torch.arange(heads, device=B.device) // (heads // groups)
     B_rot = rotate_pairs(B.to(angle.dtype)[:, :, head_group], -angle).to(B.dtype)
     C_rot = rotate_pairs(C.to(angle.dtype)[:, :, head_group], -angle).to(C.dtype)
-    return B_rot, C_rot, angle
+    return B_rot, C_rot, angle[:, -1]
 
 
 def mamba_chunk_scan_rotary(
@@ -121,7 +123,7 @@ def mamba_chunk_scan_rotary(
             f"theta: expected (batch={batch}, L={L}, R) with 1 <= R <= N/2={N // 2}, got {tuple(theta.shape)}"
         )
     delta = step_sizes(dt, dt_bias, dt_softplus, dt_limit)
-    B_rot, C_rot, angle = rotate_bc(B, C, delta, theta, backend)
+    B_rot, C_rot, last_angle = rotate_bc(B, C, delta, theta, backend)
     out, final = mamba_chunk_scan_combined(
         x,
         delta,
@@ -138,7 +140,7 @@ def mamba_chunk_scan_rotary(
     )
     if not return_final_states:
         return out
-    return out, rotate_pairs(final, angle[:, -1, :, None, :].to(final.dtype))
+    return out, rotate_pairs(final, last_angle[:, :, None, :].to(final.dtype))  # h_L = R(Θ_L) h'_L
 
 
 def rotary_state_update(
