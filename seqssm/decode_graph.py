@@ -7,8 +7,8 @@ layer's recurrent state (conv window and SSM state: a Mamba state has a fixed si
 fixed shapes) and the output logits. ``load_states`` copies the prefill's states in; each call copies
 the token in, replays, and returns the static logits (valid until the next call).
 
-Only models whose every mixer has a fixed-size state can be captured (a KV cache grows each step);
-for now Mamba-1 only, see ``can_capture``. Without ``capture`` (or off CUDA) the same static-buffer
+Only models whose every mixer has a fixed-size state can be captured (a KV cache grows each step):
+Mamba-1 and Mamba-2 (rotary included), see ``can_capture``. Without ``capture`` (or off CUDA) the same static-buffer
 path runs eagerly, which is how the buffer logic is tested on the CPU.
 """
 
@@ -20,18 +20,19 @@ import torch
 import torch.nn as nn
 
 from seqssm.modules.mamba import Mamba
-
-_POOLS: dict[torch.device, object] = {}  # one memory pool per device, shared by all captured graphs
+from seqssm.modules.mamba2 import Mamba2
 
 
 def can_capture(model: nn.Module) -> bool:
-    """True if ``model`` is an LM over a backbone whose every mixer is a Mamba-1 block.
-
-    Mamba-2 also has a fixed-size state, but its captured step gave other greedy tokens than the
-    eager step on an H100 (2026-11-23, tests/test_generation.py); until that is understood, Mamba-2
-    models decode eagerly."""
+    """True if ``model`` is an LM over a backbone whose every mixer is a Mamba-1 or Mamba-2 block (fixed-size
+    states). Mamba-2's captured step equals its eager step exactly on an H100 (bench/decode_graph_check.py,
+    2026-11-23). An earlier mismatch was seen with chunk_size 4 (below the SSD kernels' minimum of 16, then
+    an error on CUDA, now rounded up) and d_state 8; tests/test_generation.py checks that configuration
+    on a GPU."""
     layers = getattr(getattr(model, "backbone", None), "layers", None)
-    return layers is not None and len(layers) > 0 and all(isinstance(l.mixer, Mamba) for l in layers)
+    return (
+        layers is not None and len(layers) > 0 and all(isinstance(layer.mixer, (Mamba, Mamba2)) for layer in layers)
+    )
 
 
 def copy_states(dst: list, src: list) -> None:
@@ -69,10 +70,11 @@ class GraphedStep:
             for _ in range(warmup):
                 self.model.step(self.token, self.states)
         torch.cuda.current_stream(self.device).wait_stream(side)
-        if self.device not in _POOLS:
-            _POOLS[self.device] = torch.cuda.graph_pool_handle()
+        # A private memory pool per graph: with one pool shared by every graph, capturing after an
+        # earlier graph was freed (parameters moved, cache dropped) failed in PyTorch's allocator
+        # ("use_count > 0" internal assert, H100, torch 2.11).
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=_POOLS[self.device]):
+        with torch.cuda.graph(self.graph):
             self.logits = self.model.step(self.token, self.states)
 
     def load_states(self, states: list) -> None:

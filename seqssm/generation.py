@@ -85,7 +85,7 @@ def decode_step(
         return lambda token: model.step(token, states)
     if device.type != "cuda" or not can_capture(model):
         raise ConfigError(
-            f"cuda_graph=True: needs a CUDA model whose every mixer is Mamba-1 (model on {device.type}, "
+            f"cuda_graph=True: needs a CUDA model whose every mixer is Mamba-1 or Mamba-2 (model on {device.type}, "
             f"capturable: {can_capture(model)})"
         )
     step = graphed_step(model, batch, device)
