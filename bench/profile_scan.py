@@ -2,10 +2,12 @@
 profiler (``ncu --kernel-name regex:selective_scan ...``). bf16, N = 16, with D, z, bias, softplus.
 
     python bench/profile_scan.py [batch dim L]
-    python bench/profile_scan.py --aot [T num_warps T_bwd]   # no GPU: compile the time-sequential
-        # forward and backward for sm_90a, print shfl / bar.sync / ex2 counts, registers and spills
+    python bench/profile_scan.py --aot [T num_warps T_bwd T_cplx]   # no GPU: compile the time-sequential
+        # forward (real and complex A) and backward for sm_90a, print shfl / bar.sync / ex2 / sin / cos
+        # counts, registers and spills
 
-``--aot`` writes /tmp/{fwd,bwd}_seq_local{0,1}.{ptx,ttgir} and runs ``ptxas -arch=sm_90a -v`` on each.
+``--aot`` writes /tmp/{fwd,bwd}_seq_local{0,1}.{ptx,ttgir} and /tmp/fwd_seq_cplx_local{0,1}.* and runs
+``ptxas -arch=sm_90a -v`` on each.
 Integer arguments get divisibility 16 (as the launcher specializes them), which is what lets the
 coalescing pass keep the T steps of a tile inside each thread.
 """
@@ -42,7 +44,7 @@ def _compile(fn, nw: int, consts: dict, bf: set, name: str) -> None:
     regs = [ln.split("Used")[1].strip() for ln in r.stderr.splitlines() if "Used" in ln]
     spill = [ln.strip() for ln in r.stderr.splitlines() if "spill" in ln]
     print(name, "shfl", ptx.count("shfl.sync"), "bar.sync", ptx.count("bar.sync"), "ex2", ptx.count("ex2.approx"),
-          "|", *regs, "|", *spill)
+          "sin", ptx.count("sin.approx"), "cos", ptx.count("cos.approx"), "|", *regs, "|", *spill)
 
 
 def _ptxas() -> str:
@@ -55,8 +57,9 @@ def _ptxas() -> str:
     return bundled if os.path.exists(bundled) else shutil.which("ptxas")
 
 
-def aot(T: int = 8, nw: int = 4, T_bwd: int = 4) -> None:
-    """Compile the time-sequential forward (LOCAL and full) and backward (LOCAL and full) for sm_90a."""
+def aot(T: int = 8, nw: int = 4, T_bwd: int = 4, T_cplx: int | None = None) -> None:
+    """Compile the time-sequential forward (LOCAL and full) and backward (LOCAL and full) for sm_90a,
+    and the complex-A forward (LOCAL and full; T_cplx steps per tile, default the complex CONFIG's)."""
     import os
 
     os.environ.pop("TRITON_INTERPRET", None)
@@ -65,8 +68,16 @@ def aot(T: int = 8, nw: int = 4, T_bwd: int = 4) -> None:
 
     common = dict(N=16, NP=16, BLOCK_D=32 * nw, CK=64, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True)
     for local in (False, True):
-        _compile(fwd, nw, dict(common, T=T, LOCAL=local, HAS_HIN=True, SAVE_CKPT=not local),
+        _compile(fwd, nw, dict(common, T=T, LOCAL=local, HAS_HIN=True, SAVE_CKPT=not local, CPLX=False,
+                               FAST_TRIG=False),
                  {"u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr"}, f"/tmp/fwd_seq_local{int(local)}")
+    if T_cplx is None:
+        from seqssm.kernels.selective_scan_seq import CONFIG
+        T_cplx = CONFIG.get("T_cplx", T)
+    for local in (False, True):
+        _compile(fwd, nw, dict(common, T=T_cplx, LOCAL=local, HAS_HIN=True, SAVE_CKPT=not local, CPLX=True,
+                               FAST_TRIG=True),
+                 {"u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr"}, f"/tmp/fwd_seq_cplx_local{int(local)}")
     for local in (False, True):
         _compile(bwd, nw, dict(common, T=T_bwd, LOCAL=local, HAS_MIN=True),
                  {"u_ptr", "dt_ptr", "z_ptr", "gout_ptr", "B_ptr", "C_ptr", "gu_ptr", "gdt_ptr", "gz_ptr"},
@@ -75,7 +86,7 @@ def aot(T: int = 8, nw: int = 4, T_bwd: int = 4) -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--aot"]:
-        aot(*(int(v) for v in sys.argv[2:5]))
+        aot(*(int(v) for v in sys.argv[2:6]))
         return
     batch, dim, L = (int(v) for v in (sys.argv[1:4] if len(sys.argv) > 3 else (4, 2048, 8192)))
     dev, bf = "cuda", torch.bfloat16

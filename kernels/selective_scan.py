@@ -10,10 +10,11 @@ Math (Gu & Dao 2023, eq. 2a-2b and Algorithm 2)::
 Shapes as mamba_ssm's ``selective_scan_fn`` (see ``seqssm.ops.selective_scan``), plus
 ``initial_state`` and a differentiable last state. Two kernel families:
 
-- time-sequential (``selective_scan_seq.py``: real A with time-varying, optionally grouped, B and C):
-  each thread runs one channel's recurrence step by step, forward and backward;
-- chunked (``selective_scan_fwd.py``, ``selective_scan_bwd.py``: complex A or time-invariant B/C): a
-  tile of BLOCK_L steps is scanned in parallel with ``tl.associative_scan``.
+- time-sequential (``selective_scan_seq.py``: time-varying, optionally grouped, B and C): each thread
+  runs one channel's recurrence step by step, forward (real or complex A) and backward (real A);
+- chunked (``selective_scan_fwd.py``, ``selective_scan_bwd.py``: time-invariant B/C, and the backward
+  of complex A, fed the time-sequential forward's checkpoints): a tile of BLOCK_L steps is scanned in
+  parallel with ``tl.associative_scan``.
 
 Both backwards walk time in reverse from the forward's checkpoints (the state every few steps),
 recompute the states and run the adjoint recurrence ``λ_t = C_t^* g_y_t + exp(Δ_{t+1} A)^* λ_{t+1}``.
@@ -30,7 +31,7 @@ import triton
 from seqssm.kernels.selective_scan_bwd import launch_bwd
 from seqssm.kernels.selective_scan_common import pow2_divisor
 from seqssm.kernels.selective_scan_fwd import launch_fwd
-from seqssm.kernels.selective_scan_seq import bc_seq, bwd_seq, config, fwd_seq, supported
+from seqssm.kernels.selective_scan_seq import bc_seq, bwd_seq, config, fwd_seq, supported, supported_bwd
 
 # (BLOCK_D, BLOCK_L, num_warps). The forward that saves checkpoints uses the backward's BLOCK_L.
 # Each thread holds 16 elements of a (BLOCK_D, N=16, BLOCK_L) tile: no register spills on sm_90
@@ -106,15 +107,15 @@ class _SelectiveScan(torch.autograd.Function):
         n_chunks = triton.cdiv(L, bl)
         ckpt = None
         seq = supported(A, B, C)
-        seq_bwd = seq and SEQ_BACKWARD
+        seq_bwd = seq and SEQ_BACKWARD and supported_bwd(A, B, C)
         if seq:  # time-sequential kernel; checkpoints every ck steps for the backward
             ck = config(u.device)["CK"] if seq_bwd else bl
-            Bt, Ct = bc_seq(B), bc_seq(C)
+            Bt, Ct = bc_seq(B, cplx), bc_seq(C, cplx)
             out, hlast, ckpt, _ = fwd_seq(uk, dk, Ak, Bt, Ct, Dk, zk, bk, h0, softplus_=delta_softplus,
-                                          groups=groups, save_ckpt=needs_grad, ck=ck)
+                                          groups=groups, save_ckpt=needs_grad, ck=ck, cplx=cplx)
             if seq_bwd:
                 Bk, Ck, bl = Bt, Ct, ck
-            elif ckpt is not None:  # (batch, n_chunks, dim, N) -> the chunked backward's (batch, dim, n_chunks, N)
+            elif ckpt is not None:  # (batch, n_chunks, dim, K·N) -> the chunked backward's (batch, dim, n_chunks, K·N)
                 ckpt = ckpt.transpose(1, 2).contiguous()
         else:
             if needs_grad:

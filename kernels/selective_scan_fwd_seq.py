@@ -1,4 +1,4 @@
-"""Selective-scan forward, time-sequential inside each thread (real A, time-varying B/C).
+"""Selective-scan forward, time-sequential inside each thread (real or complex A, time-varying B/C).
 
 Math (Gu & Dao 2023, eq. 2a-2b; Algorithm 2), for batch b, channel d, state n::
 
@@ -22,9 +22,18 @@ exp(A Σ_t Δ_t); ``selective_scan_seg.propagate`` then gives every segment its 
 the kernel runs again (not ``LOCAL``) from it, writing ``out``. States are (batch, S, dim, N), fp32.
 With ``SAVE_CKPT`` the state at the start of every CK-step chunk is written to (batch, n_ck, dim, N)
 for the backward.
+
+Complex A (``CPLX``, mamba_ssm's complex Mamba-1): the state is two (BLOCK_D, N) tiles (real, imag),
+exp(Δ A) = 2^(Δ Re A log2 e)·(cos(Δ Im A), sin(Δ Im A)) (one ex2, one sin, one cos per element and step),
+h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t with complex B_t, y_t = 2 Re(Σ_n C_t h_t) + D u_t. B, C come as
+(batch, groups, L, 2N): per step the real N-vector, then the imaginary one. A (dim, 2N), states,
+checkpoints and decays (..., dim, 2N) hold (re, im) pairs: the layout of the chunked kernels, whose
+backward takes these checkpoints.
 """
 
 from __future__ import annotations
+
+import os
 
 import triton
 import triton.language as tl
@@ -71,6 +80,33 @@ def step(h, A2, dj, uj, bj):
 
 
 @triton.jit
+def sincos(x, FAST: tl.constexpr):
+    """(sin x, cos x); FAST: the GPU's sin.approx / cos.approx (MUFU, as mamba_ssm's --use_fast_math
+    sincosf; absolute error ~1e-6 for the |x| < 100 of Δ·Im A), else libdevice / numpy (interpreter)."""
+    if FAST:
+        sn = tl.inline_asm_elementwise("sin.approx.f32 $0, $1;", "=f,f", [x], dtype=tl.float32, is_pure=True,
+                                       pack=1)
+        cs = tl.inline_asm_elementwise("cos.approx.f32 $0, $1;", "=f,f", [x], dtype=tl.float32, is_pure=True,
+                                       pack=1)
+    else:
+        sn = tl.sin(x)
+        cs = tl.cos(x)
+    return sn, cs
+
+
+@triton.jit
+def step_complex(hr, hi, A2, Ai, dj, uj, br, bi, FAST: tl.constexpr):
+    """Complex h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t on (real, imag) tiles: exp(Δ A) =
+    2^(Δ Re A·log2 e)·(cos(Δ Im A), sin(Δ Im A)); A2 = Re A·log2(e), Ai = Im A."""
+    mag = tl.exp2(dj[:, None] * A2)
+    sn, cs = sincos(dj[:, None] * Ai, FAST)
+    ar = mag * cs
+    ai = mag * sn
+    du = (dj * uj)[:, None]
+    return ar * hr - ai * hi + du * br[None, :], ar * hi + ai * hr + du * bi[None, :]
+
+
+@triton.jit
 def scan_fwd_seq_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, hin_ptr,
     out_ptr, hout_ptr, decay_ptr, ckpt_ptr,
@@ -78,6 +114,7 @@ def scan_fwd_seq_kernel(
     N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, CK: tl.constexpr,
     LOCAL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_HIN: tl.constexpr, SAVE_CKPT: tl.constexpr,
+    CPLX: tl.constexpr = False, FAST_TRIG: tl.constexpr = False,
 ):
     pid_d = tl.program_id(0)
     b64 = tl.program_id(1).to(tl.int64)
@@ -90,23 +127,34 @@ def scan_fwd_seq_kernel(
     m_n = offs_n < N
     g = ((pid_d * BLOCK_D) // ch_per_group).to(tl.int64)
 
-    # A in log2 units: exp(Δ A) is one exp2 per (d, n). A is (dim, N).
+    # A in log2 units: exp(Δ A) is one exp2 per (d, n). A is (dim, N), complex (dim, N, 2) = (re, im).
+    K: tl.constexpr = 2 if CPLX else 1
     m_dn = m_d[:, None] & m_n[None, :]
-    A2 = tl.load(A_ptr + offs_d64[:, None] * N + offs_n[None, :], mask=m_dn, other=0.0) * 1.4426950408889634
+    a_off = offs_d64[:, None] * (N * K) + offs_n[None, :] * K
+    A2 = tl.load(A_ptr + a_off, mask=m_dn, other=0.0) * 1.4426950408889634
+    Ai = A2
+    if CPLX:
+        Ai = tl.load(A_ptr + a_off + 1, mask=m_dn, other=0.0)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)
     bias = tl.zeros((BLOCK_D,), tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)
 
-    st_off = ((b64 * n_seg + s) * dim + offs_d64[:, None]) * N + offs_n[None, :]  # (batch, S, dim, N)
+    # states (batch, S, dim, N[, 2]): complex as (re, im) pairs
+    st_off = ((b64 * n_seg + s) * dim + offs_d64[:, None]) * (N * K) + offs_n[None, :] * K
     h = tl.zeros((BLOCK_D, NP), tl.float32)
+    hi = tl.zeros((BLOCK_D, NP), tl.float32)
     if HAS_HIN:
         h = tl.load(hin_ptr + st_off, mask=m_dn, other=0.0)
+        if CPLX:
+            hi = tl.load(hin_ptr + st_off + 1, mask=m_dn, other=0.0)
     dsum = tl.zeros((BLOCK_D,), tl.float32)
 
     row = (b64 * dim + offs_d64) * L  # (BLOCK_D,) start of each channel's row in (batch, dim, L)
-    bc_row = (b64 * G + g) * L * N  # start of this (batch, group) in (batch, groups, L, N)
+    # start of this (batch, group) in (batch, groups, L, N); complex (batch, groups, L, 2, N): the step's
+    # real N-vector, then its imaginary one
+    bc_row = (b64 * G + g) * L * (N * K)
     start = s * seg_len
     end = tl.minimum(start + seg_len, L)
     for t0 in range(start, end, T):
@@ -115,18 +163,31 @@ def scan_fwd_seq_kernel(
         offs = row[:, None] + t[None, :]
         if SAVE_CKPT:
             if t0 % CK == 0:
-                c_off = ((b64 * tl.cdiv(L, CK) + t0 // CK) * dim + offs_d64[:, None]) * N + offs_n[None, :]
+                c_off = (((b64 * tl.cdiv(L, CK) + t0 // CK) * dim + offs_d64[:, None]) * (N * K)
+                         + offs_n[None, :] * K)
                 tl.store(ckpt_ptr + c_off, h, mask=m_dn)
+                if CPLX:
+                    tl.store(ckpt_ptr + c_off + 1, hi, mask=m_dn)
         uu = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
         dd, _ = delta_tile(dt_ptr, offs, m, bias, HAS_BIAS, SOFTPLUS)
         if LOCAL:
             dsum += tl.sum(dd, axis=1)
         acc = tl.zeros((BLOCK_D, T), tl.float32)
         for j in tl.static_range(T):
-            h = step(h, A2, col(dd, offs_t, j), col(uu, offs_t, j), bc_at(B_ptr, bc_row, t0 + j, L, offs_n, m_n, N))
-            if not LOCAL:
-                cj = bc_at(C_ptr, bc_row, t0 + j, L, offs_n, m_n, N)
-                acc = put(acc, offs_t, j, tl.sum(h * cj[None, :], axis=1))
+            if CPLX:
+                h, hi = step_complex(h, hi, A2, Ai, col(dd, offs_t, j), col(uu, offs_t, j),
+                                     bc_at(B_ptr, bc_row, t0 + j, L, offs_n, m_n, 2 * N),
+                                     bc_at(B_ptr, bc_row + N, t0 + j, L, offs_n, m_n, 2 * N), FAST_TRIG)
+                if not LOCAL:  # y = 2 Re(C h)
+                    cr = bc_at(C_ptr, bc_row, t0 + j, L, offs_n, m_n, 2 * N)
+                    ci = bc_at(C_ptr, bc_row + N, t0 + j, L, offs_n, m_n, 2 * N)
+                    acc = put(acc, offs_t, j, 2.0 * tl.sum(h * cr[None, :] - hi * ci[None, :], axis=1))
+            else:
+                h = step(h, A2, col(dd, offs_t, j), col(uu, offs_t, j),
+                         bc_at(B_ptr, bc_row, t0 + j, L, offs_n, m_n, N))
+                if not LOCAL:
+                    cj = bc_at(C_ptr, bc_row, t0 + j, L, offs_n, m_n, N)
+                    acc = put(acc, offs_t, j, tl.sum(h * cj[None, :], axis=1))
         if not LOCAL:
             if HAS_D:
                 acc += Dv[:, None] * uu
@@ -135,22 +196,33 @@ def scan_fwd_seq_kernel(
                 acc = acc * zz * tl.sigmoid(zz)
             tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=m)
     tl.store(hout_ptr + st_off, h, mask=m_dn)
-    if LOCAL:
-        tl.store(decay_ptr + st_off, tl.exp2(A2 * dsum[:, None]), mask=m_dn)
+    if CPLX:
+        tl.store(hout_ptr + st_off + 1, hi, mask=m_dn)
+    if LOCAL:  # the segment's decay exp(A Σ Δ)
+        mag = tl.exp2(A2 * dsum[:, None])
+        if CPLX:
+            sn, cs = sincos(Ai * dsum[:, None], FAST_TRIG)
+            tl.store(decay_ptr + st_off, mag * cs, mask=m_dn)
+            tl.store(decay_ptr + st_off + 1, mag * sn, mask=m_dn)
+        else:
+            tl.store(decay_ptr + st_off, mag, mask=m_dn)
 
 
 def launch_fwd_seq(u, dt, A, Bt, Ct, D, z, bias, hin, out, hout, decay, ckpt, *, local: bool,
                    softplus_: bool, seg_len: int, n_seg: int, ch_per_group: int, block_d: int, t: int,
-                   ck: int, num_warps: int) -> None:
+                   ck: int, num_warps: int, cplx: bool = False) -> None:
     """u, dt, z: (batch, dim, L); A: (dim, N) fp32; Bt, Ct: (batch, groups, L, N); hin, hout, decay:
-    (batch, S, dim, N) fp32; ckpt: (batch, cdiv(L, ck), dim, N) fp32 or None."""
+    (batch, S, dim, N) fp32; ckpt: (batch, cdiv(L, ck), dim, N) fp32 or None. Complex (``cplx``): A
+    (dim, 2N) = (dim, N, (re, im)), Bt, Ct (batch, groups, L, 2N) = (..., L, (re, im), N), and the states
+    (..., dim, 2N) as (re, im) pairs."""
     batch, dim, L = u.shape
-    N = A.shape[1]
+    N = A.shape[1] // (2 if cplx else 1)
     grid = (triton.cdiv(dim, block_d), batch, n_seg)
     scan_fwd_seq_kernel[grid](
         u, dt, A, Bt, Ct, D, z, bias, hin, out, hout, decay, ckpt,
         dim, L, seg_len, n_seg, ch_per_group, Bt.shape[1],
         N=N, NP=max(triton.next_power_of_2(N), 2), BLOCK_D=block_d, T=t, CK=ck, LOCAL=local,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=bias is not None, SOFTPLUS=softplus_,
-        HAS_HIN=hin is not None, SAVE_CKPT=ckpt is not None, num_warps=num_warps,
+        HAS_HIN=hin is not None, SAVE_CKPT=ckpt is not None, CPLX=cplx,
+        FAST_TRIG=cplx and u.is_cuda and os.environ.get("TRITON_INTERPRET") != "1", num_warps=num_warps,
     )

@@ -1,4 +1,5 @@
-"""Driver of the time-sequential selective scan (real A, time-varying B/C, grouped or not).
+"""Driver of the time-sequential selective scan (time-varying B/C, grouped or not; forward for real and
+complex A, backward for real A — complex A's backward is the chunked one, on this forward's checkpoints).
 
 Forward: ``selective_scan_fwd_seq`` (see its docstring for the math and the layout); when
 batch·dim/BLOCK_D programs would leave the GPU idle, time is split into S segments: a ``LOCAL`` pass
@@ -29,7 +30,9 @@ from seqssm.kernels.selective_scan_seg import propagate
 # 2026-11-23): (4 warps, 2112) best overall; no split is 4-18x slower (a lone warp per scheduler is
 # latency-bound), 1056/4224 within 5-40%. bwd_T: steps per tile of the backward, whose T states are held
 # in registers (T·N fp32 per thread); CK must be a multiple of it.
-CONFIG = {"num_warps": 4, "T": 8, "CK": 64, "target_warps": 2112, "max_seg": 64, "bwd_T": 4}
+# T_cplx: T of the complex-A forward (two state tiles and two B/C vectors per step): 4 compiles to 254
+# registers without spills on sm_90a, 8 spills (bench/profile_scan.py --aot).
+CONFIG = {"num_warps": 4, "T": 8, "CK": 64, "target_warps": 2112, "max_seg": 64, "bwd_T": 4, "T_cplx": 4}
 INTERPRET_CONFIG = {"num_warps": 2, "T": 4, "CK": 8, "target_warps": 1 << 30, "max_seg": 4, "bwd_T": 4}
 
 
@@ -38,12 +41,20 @@ def config(device: torch.device) -> dict:
 
 
 def supported(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> bool:
-    """Real A with time-varying (optionally grouped) B and C."""
-    return not A.is_complex() and B.dim() >= 3 and C.dim() >= 3
+    """Forward: real or complex A with time-varying (optionally grouped) B and C."""
+    return B.dim() >= 3 and C.dim() >= 3
 
 
-def bc_seq(M: torch.Tensor) -> torch.Tensor:
+def supported_bwd(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> bool:
+    """Backward: real A only (complex A: the chunked backward, fed this forward's checkpoints)."""
+    return supported(A, B, C) and not A.is_complex()
+
+
+def bc_seq(M: torch.Tensor, cplx: bool = False) -> torch.Tensor:
     """(batch, N, L) or (batch, groups, N, L) -> (batch, groups, L, N), dtype kept (fp64 -> fp32).
+    Complex (``cplx``: mamba_ssm's packing, (real, imag) pairs along time, (batch, [groups,] N, 2L)) ->
+    (batch, groups, L, 2N) = (..., L, (re, im), N): per step the real N-vector, then the imaginary one
+    (two contiguous vector loads in the kernel).
 
     Kept in bf16/fp16 rather than staged as fp32: fp32 staging removes the per-step conversions but
     doubles the bytes of the broadcast B_t, C_t loads, and measured slower on the H100
@@ -53,6 +64,9 @@ def bc_seq(M: torch.Tensor) -> torch.Tensor:
         M = M.unsqueeze(1)
     if M.dtype == torch.float64:
         M = M.float()
+    if cplx:
+        b, g, n, l2 = M.shape
+        return M.unflatten(-1, (l2 // 2, 2)).permute(0, 1, 3, 4, 2).reshape(b, g, l2 // 2, 2 * n)
     return M.transpose(-1, -2).contiguous()
 
 
@@ -67,12 +81,14 @@ def plan(batch: int, dim: int, L: int, groups: int, num_warps: int, cfg: dict) -
 
 
 def fwd_seq(u, dt, A, Bt, Ct, D, z, bias, h0, *, softplus_: bool, groups: int, save_ckpt: bool,
-            ck: int | None = None):
+            ck: int | None = None, cplx: bool = False):
     """Forward on prepared tensors (u, dt, z contiguous (batch, dim, L); A (dim, N) fp32; Bt, Ct from
     ``bc_seq``; h0 (batch, dim, N) fp32 or None). ck: checkpoint interval (a multiple of T; default
-    CONFIG's). Returns (out, last (batch, dim, N), ckpt (batch, cdiv(L, ck), dim, N) or None, seg_len)."""
+    CONFIG's). Returns (out, last (batch, dim, N), ckpt (batch, cdiv(L, ck), dim, N) or None, seg_len).
+    Complex (``cplx``): A (dim, 2N), h0, last and ckpt (..., dim, 2N), (re, im) pairs; Bt, Ct from
+    ``bc_seq(M, cplx=True)``."""
     batch, dim, L = u.shape
-    N = A.shape[1]
+    N = A.shape[1]  # per state: N real numbers, or N / 2 complex ones
     cfg = dict(config(u.device))
     cfg["CK"] = ck or cfg["CK"]
     nw = cfg["num_warps"]
@@ -83,13 +99,14 @@ def fwd_seq(u, dt, A, Bt, Ct, D, z, bias, h0, *, softplus_: bool, groups: int, s
     h0k = None if h0 is None else h0.contiguous()  # (batch, dim, N) = (batch, 1, dim, N)
     ckpt = torch.empty(batch, triton.cdiv(L, cfg["CK"]), dim, N, **f32) if save_ckpt else None
     kw = dict(softplus_=softplus_, seg_len=seg_len, n_seg=n_seg, ch_per_group=dim // groups,
-              block_d=block_d, t=cfg["T"], ck=cfg["CK"], num_warps=nw)
+              block_d=block_d, t=cfg.get("T_cplx", cfg["T"]) if cplx else cfg["T"], ck=cfg["CK"], num_warps=nw,
+              cplx=cplx)
     hin = h0k
     if n_seg > 1:
         decay = torch.empty_like(hout)
         launch_fwd_seq(u, dt, A, Bt, Ct, D, z, bias, None, out, hout, decay, None, local=True, **kw)
         hin = torch.empty_like(hout)
-        propagate(decay, hout, h0k, hin, reverse=False)
+        propagate(decay, hout, h0k, hin, reverse=False, cplx=cplx)
         hout = torch.empty_like(hout)
     launch_fwd_seq(u, dt, A, Bt, Ct, D, z, bias, hin, out, hout, None, ckpt, local=False, **kw)
     last = hout[:, -1]

@@ -121,10 +121,49 @@ def test_real_fp32(batch, dim, N, L, bc):
     check(make(batch, dim, N, L, bc=bc))
 
 
+@pytest.fixture
+def fwd_calls(monkeypatch):
+    """Records ``cplx`` of each call of the time-sequential forward (so a test knows which forward ran)."""
+    calls = []
+
+    def spy(*a, **k):
+        calls.append(k.get("cplx", False))
+        return seq.fwd_seq(*a, **k)
+
+    monkeypatch.setattr(kern, "fwd_seq", spy)
+    return calls
+
+
 @pytest.mark.parametrize("batch,dim,N,L,bc", [(1, 4, 4, 31, "var"), (2, 4, 3, 19, "ti"),
                                               (2, 8, 2, 13, "group")])
-def test_complex_fp32(batch, dim, N, L, bc):
+def test_complex_fp32(batch, dim, N, L, bc, fwd_calls):
+    """Time-varying B/C: the time-sequential forward (checkpoints to the chunked backward); time-invariant:
+    the chunked kernels."""
     check(make(batch, dim, N, L, cplx=True, bc=bc))
+    assert fwd_calls == ([] if bc == "ti" else [True])
+
+
+@pytest.mark.parametrize("max_seg", [1, 3])
+def test_complex_seq_segments(max_seg, monkeypatch, fwd_calls):
+    """Complex A, time-sequential forward with 1 or 3 time segments (complex carry exp(A ΣΔ)), grouped
+    B/C, odd L: out, last state and all gradients (chunked backward) against the oracle."""
+    cfg = seq.config(torch.device(DEV))
+    monkeypatch.setitem(cfg, "max_seg", max_seg)
+    monkeypatch.setitem(cfg, "target_warps", 1 << 30)
+    check(make(2, 8, 4, 45, cplx=True, bc="group"))
+    assert fwd_calls == [True]
+
+
+def test_complex_seq_no_optional(fwd_calls):
+    """Complex A without D, z, delta_bias, initial_state, no softplus; out only (no gradient)."""
+    d = make(1, 4, 5, 27, cplx=True, optional=False)
+    d["delta"] = d["delta"].abs() * 0.3
+    dk = to_kernel(d, torch.float32)
+    with torch.no_grad():
+        out, last = selective_scan_triton(*[dk[k] for k in NAMES[:8]], False, None)
+    ref, ref_last = selective_scan_naive(*[d[k] for k in NAMES[:8]], False, None)
+    assert rel(out.cpu(), ref) < 2e-5 and rel(last.cpu(), ref_last) < 2e-5
+    assert fwd_calls == [True]
 
 
 def test_no_optional_inputs():
