@@ -21,7 +21,7 @@ in their dtype, with the rotation in fp32.
 
 Backward, with g' the gradient of b' and (b'_e, b'_o) the rotated pair::
 
-    g_b = R(+Θ) g'                           per head (summed over a group's heads by the caller)
+    g_b = Σ_{h in group} R(+Θ_h) g'_h        (one program per group sums its heads in registers)
     ∂L/∂Θ_t = g'_e b'_o - g'_o b'_e          summed over B and C (∂b'_e/∂Θ = b'_o, ∂b'_o/∂Θ = -b'_e)
 
 (``_rotate_bwd``, which recomputes Θ from the saved offsets and also writes the block sums of ∂L/∂Θ),
@@ -55,21 +55,29 @@ def _turn(X, O, src, dst, k, m, n, mr, cos, sin):
 
 
 @triton.jit
-def _turn_back(X, GO, GX, src, dst, k, m, n, mr, cos, sin):
-    """Gradient through ``_turn``: GX = R(+Θ) GO per head; returns this tensor's part of ∂L/∂Θ."""
+def _turn_back(X, GO, src, dst, k, m, n, mr, cos, sin):
+    """Gradient through ``_turn`` for one head: R(+Θ) GO as its (even, odd) pair parts, GO's other dims,
+    and this tensor's part of ∂L/∂Θ, all fp32 (the caller sums the first three over the group's heads)."""
     e = tl.load(X + src + 2 * k[None, :], mask=m, other=0.0).to(tl.float32)
     o = tl.load(X + src + 2 * k[None, :] + 1, mask=m, other=0.0).to(tl.float32)
     ge = tl.load(GO + dst + 2 * k[None, :], mask=m, other=0.0).to(tl.float32)
     go = tl.load(GO + dst + 2 * k[None, :] + 1, mask=m, other=0.0).to(tl.float32)
-    tl.store(GX + dst + 2 * k[None, :], ge * cos - go * sin, mask=m)
-    tl.store(GX + dst + 2 * k[None, :] + 1, ge * sin + go * cos, mask=m)
-    tl.store(GX + dst + n, tl.load(GO + dst + n, mask=mr, other=0.0).to(tl.float32), mask=mr)
-    return ge * (o * cos - e * sin) - go * (e * cos + o * sin)
+    rest = tl.load(GO + dst + n, mask=mr, other=0.0).to(tl.float32)
+    return ge * cos - go * sin, ge * sin + go * cos, rest, ge * (o * cos - e * sin) - go * (e * cos + o * sin)
+
+
+@triton.jit
+def _store_pairs(GX, src, k, m, n, mr, even, odd, rest):
+    """A group's gradient rows: pairs interleaved back, other dims after them."""
+    tl.store(GX + src + 2 * k[None, :], even, mask=m)
+    tl.store(GX + src + 2 * k[None, :] + 1, odd, mask=m)
+    tl.store(GX + src + n, rest, mask=mr)
 
 
 @triton.jit
 def _block(L, BLOCK_L: tl.constexpr):
-    """This program's positions t (int64) and their mask: (block pid_l, head h, batch b)."""
+    """This program's block pid_l, second grid index (a head, or a group in the backward), batch, positions
+    t (int64) and their mask."""
     pid_l, h, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     t = (pid_l * BLOCK_L + tl.arange(0, BLOCK_L)).to(tl.int64)
     return pid_l, h, b, t, t < L
@@ -132,16 +140,33 @@ def _rotate_bwd(
     B, C, DELTA, THETA, OFF, GBO, GCO, GB, GC, GANG, GS, L, H, G, N, R, NBLK,
     BLOCK_L: tl.constexpr, BR: tl.constexpr, BREST: tl.constexpr,
 ):  # fmt: skip
-    """GB, GC per head; ∂L/∂Θ per element (GANG) and its block sums (GS)."""
-    pid_l, h, b, t, tm = _block(L, BLOCK_L)
+    """One program = a block of positions x one slice of a group's heads: GB, GC summed over the slice's
+    heads in registers and written once (GB, GC: (SPLIT, batch, L, G, N), slices summed by the caller);
+    ∂L/∂Θ per head and element (GANG) and its block sums (GS)."""
+    pid_l, gs, b, t, tm = _block(L, BLOCK_L)
     k = tl.arange(0, BR)
-    ang = _angles(DELTA, THETA, OFF, b, h, pid_l, t, tm, k, L, H, R, NBLK)
-    cos, sin = tl.cos(ang), tl.sin(ang)
-    src, dst, m, n, mr = _rows(b, h, t, tm, k, L, H, G, N, R, BREST)
-    dang = _turn_back(B, GBO, GB, src, dst, k, m, n, mr, cos, sin)
-    dang += _turn_back(C, GCO, GC, src, dst, k, m, n, mr, cos, sin)
-    tl.store(GANG + ((b * L + t[:, None]) * H + h) * R + k[None, :], dang, mask=m)
-    tl.store(GS + ((b * NBLK + pid_l) * H + h) * R + k, tl.sum(dang, 0), mask=k < R)
+    split = tl.num_programs(1) // G
+    g, part = gs // split, gs % split
+    hpg = H // G // split  # heads per program
+    zp = tl.zeros((BLOCK_L, BR), dtype=tl.float32)
+    zr = tl.zeros((BLOCK_L, BREST), dtype=tl.float32)
+    b_e, b_o, b_r, c_e, c_o, c_r = zp, zp, zr, zp, zp, zr
+    for i in range(hpg):
+        h = (g * split + part) * hpg + i
+        ang = _angles(DELTA, THETA, OFF, b, h, pid_l, t, tm, k, L, H, R, NBLK)
+        cos, sin = tl.cos(ang), tl.sin(ang)
+        src, dst, m, n, mr = _rows(b, h, t, tm, k, L, H, G, N, R, BREST)
+        e, o, r, db = _turn_back(B, GBO, src, dst, k, m, n, mr, cos, sin)
+        b_e, b_o, b_r = b_e + e, b_o + o, b_r + r
+        e, o, r, dc = _turn_back(C, GCO, src, dst, k, m, n, mr, cos, sin)
+        c_e, c_o, c_r = c_e + e, c_o + o, c_r + r
+        dang = db + dc
+        tl.store(GANG + ((b * L + t[:, None]) * H + h) * R + k[None, :], dang, mask=m)
+        tl.store(GS + ((b * NBLK + pid_l) * H + h) * R + k, tl.sum(dang, 0), mask=k < R)
+    src, _, m, n, mr = _rows(b, (g * split + part) * hpg, t, tm, k, L, H, G, N, R, BREST)
+    offset = part.to(tl.int64) * tl.num_programs(2) * L * G * N  # this slice's copy
+    _store_pairs(GB + offset, src, k, m, n, mr, b_e, b_o, b_r)
+    _store_pairs(GC + offset, src, k, m, n, mr, c_e, c_o, c_r)
 
 
 @triton.jit
@@ -169,6 +194,14 @@ def _angles_bwd(
 
 def _meta(N: int, R: int) -> dict:
     return dict(BLOCK_L=BL, BR=triton.next_power_of_2(R), BREST=triton.next_power_of_2(max(N - 2 * R, 1)))
+
+
+def head_split(heads_per_group: int, programs: int, target: int = 1024) -> int:
+    """Into how many slices the backward cuts each group's heads: the fewest (each slice's B, C gradients
+    are a full fp32 copy summed afterwards) that give about ``target`` programs; a divisor of
+    ``heads_per_group``."""
+    want = min(heads_per_group, max(1, -(-target // programs)))
+    return next(d for d in range(want, heads_per_group + 1) if heads_per_group % d == 0)
 
 
 def _offsets(S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,19 +244,19 @@ class _RotaryPrepass(torch.autograd.Function):
         gBO = torch.zeros(batch, L, H, N, device=B.device, dtype=B.dtype) if gBO is None else gBO.contiguous()
         gCO = torch.zeros(batch, L, H, N, device=C.device, dtype=C.dtype) if gCO is None else gCO.contiguous()
         glast = torch.zeros(batch, H, R, device=B.device) if glast is None else glast.float()
-        GB = torch.empty(batch, L, H, N, device=B.device, dtype=torch.float32)
+        split = head_split(H // G, nblk * G * batch)
+        GB = torch.empty(split, batch, L, G, N, device=B.device, dtype=torch.float32)
         GC = torch.empty_like(GB)
         gang = torch.empty(batch, L, H, R, device=B.device, dtype=torch.float32)
         GS = torch.empty_like(offsets)
-        grid = (nblk, H, batch)
+        grid = (nblk, G * split, batch)  # a slice of a group's heads per program: B, C gradients summed in registers
         _rotate_bwd[grid](B, C, delta, theta, offsets, gBO, gCO, GB, GC, gang, GS, L, H, G, N, R, nblk, **meta)
+        GB, GC = (GB[0], GC[0]) if split == 1 else (GB.sum(0), GC.sum(0))
         gdelta = torch.empty(batch, L, H, device=B.device, dtype=torch.float32)
         gtheta = torch.empty(batch, L, R, device=B.device, dtype=torch.float32)
         _angles_bwd[(nblk, batch)](
             delta, theta, gang, _suffix(GS, glast), gdelta, gtheta, L, H, R, nblk, BLOCK_L=BL, BR=meta["BR"]
         )
-        if H != G:  # the heads of a group share its B and C
-            GB, GC = GB.view(batch, L, G, H // G, N).sum(3), GC.view(batch, L, G, H // G, N).sum(3)
         return GB.to(B.dtype), GC.to(C.dtype), gdelta.to(delta.dtype), gtheta.to(theta.dtype)
 
 

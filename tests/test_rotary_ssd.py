@@ -210,10 +210,17 @@ def wrapped(a: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize(
     "L,heads,groups,N,R", [(45, 4, 2, 8, 2), (100, 4, 2, 6, 3), (70, 2, 1, 6, 3), (97, 3, 1, 4, 2), (1, 3, 1, 5, 1)]
 )
-def test_triton_prepass_matches_reference(L, heads, groups, N, R):
+@pytest.mark.parametrize("split", [None, 1])
+def test_triton_prepass_matches_reference(L, heads, groups, N, R, split, monkeypatch):
     """kernels/rotary_bc.py (angles in blocks of 32 positions, rotation, Θ_L) against the float64
     PyTorch pre-pass on the same fp32 inputs: B', C', Θ_L (modulo 2π) and the gradients of B, C, Δ and θ,
-    through B', C' and Θ_L. L spans several blocks, not a multiple of 32; groups < heads; N - 2R > 0 or 0."""
+    through B', C' and Θ_L. L spans several blocks, not a multiple of 32; groups < heads; N - 2R > 0 or 0.
+    split=1: every head of a group in one backward program (summed in registers), as at long L on a GPU;
+    None: the default split (one head per program at these small sizes)."""
+    if split is not None:
+        from seqssm.kernels import rotary_bc
+
+        monkeypatch.setattr(rotary_bc, "head_split", lambda heads_per_group, programs: split)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     g = torch.Generator().manual_seed(8)
     r = lambda *s: torch.randn(*s, generator=g).to(dev)  # noqa: E731
