@@ -2,12 +2,12 @@
 profiler (``ncu --kernel-name regex:selective_scan ...``). bf16, N = 16, with D, z, bias, softplus.
 
     python bench/profile_scan.py [batch dim L]
-    python bench/profile_scan.py --aot [T num_warps T_bwd T_cplx]   # no GPU: compile the time-sequential
-        # forward (real and complex A) and backward for sm_90a, print shfl / bar.sync / ex2 / sin / cos
-        # counts, registers and spills
+    python bench/profile_scan.py --aot [T num_warps T_bwd T_cplx T_bwd_cplx]   # no GPU: compile the
+        # time-sequential forward and backward (real and complex A) for sm_90a, print shfl / bar.sync /
+        # ex2 / sin / cos counts, registers and spills
 
-``--aot`` writes /tmp/{fwd,bwd}_seq_local{0,1}.{ptx,ttgir} and /tmp/fwd_seq_cplx_local{0,1}.* and runs
-``ptxas -arch=sm_90a -v`` on each.
+``--aot`` writes /tmp/{fwd,bwd}_seq_local{0,1}.{ptx,ttgir} and /tmp/{fwd,bwd}_seq_cplx_local{0,1}.* and
+runs ``ptxas -arch=sm_90a -v`` on each.
 Integer arguments get divisibility 16 (as the launcher specializes them), which is what lets the
 coalescing pass keep the T steps of a tile inside each thread.
 """
@@ -57,9 +57,9 @@ def _ptxas() -> str:
     return bundled if os.path.exists(bundled) else shutil.which("ptxas")
 
 
-def aot(T: int = 8, nw: int = 4, T_bwd: int = 4, T_cplx: int | None = None) -> None:
-    """Compile the time-sequential forward (LOCAL and full) and backward (LOCAL and full) for sm_90a,
-    and the complex-A forward (LOCAL and full; T_cplx steps per tile, default the complex CONFIG's)."""
+def aot(T: int = 8, nw: int = 4, T_bwd: int = 4, T_cplx: int | None = None, T_bwd_cplx: int | None = None) -> None:
+    """Compile the time-sequential forward (LOCAL and full) and backward (LOCAL and full) for sm_90a, real
+    and complex A (T_cplx, T_bwd_cplx steps per tile; default the complex CONFIG's)."""
     import os
 
     os.environ.pop("TRITON_INTERPRET", None)
@@ -71,22 +71,29 @@ def aot(T: int = 8, nw: int = 4, T_bwd: int = 4, T_cplx: int | None = None) -> N
         _compile(fwd, nw, dict(common, T=T, LOCAL=local, HAS_HIN=True, SAVE_CKPT=not local, CPLX=False,
                                FAST_TRIG=False),
                  {"u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr"}, f"/tmp/fwd_seq_local{int(local)}")
+    from seqssm.kernels.selective_scan_seq import CONFIG
+
     if T_cplx is None:
-        from seqssm.kernels.selective_scan_seq import CONFIG
         T_cplx = CONFIG.get("T_cplx", T)
+    if T_bwd_cplx is None:
+        T_bwd_cplx = CONFIG.get("bwd_T_cplx", T_bwd)
     for local in (False, True):
         _compile(fwd, nw, dict(common, T=T_cplx, LOCAL=local, HAS_HIN=True, SAVE_CKPT=not local, CPLX=True,
                                FAST_TRIG=True),
                  {"u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr"}, f"/tmp/fwd_seq_cplx_local{int(local)}")
     for local in (False, True):
-        _compile(bwd, nw, dict(common, T=T_bwd, LOCAL=local, HAS_MIN=True),
+        _compile(bwd, nw, dict(common, T=T_bwd, LOCAL=local, HAS_MIN=True, CPLX=False, FAST_TRIG=False),
                  {"u_ptr", "dt_ptr", "z_ptr", "gout_ptr", "B_ptr", "C_ptr", "gu_ptr", "gdt_ptr", "gz_ptr"},
                  f"/tmp/bwd_seq_local{int(local)}")
+    for local in (False, True):
+        _compile(bwd, nw, dict(common, T=T_bwd_cplx, LOCAL=local, HAS_MIN=True, CPLX=True, FAST_TRIG=True),
+                 {"u_ptr", "dt_ptr", "z_ptr", "gout_ptr", "B_ptr", "C_ptr", "gu_ptr", "gdt_ptr", "gz_ptr"},
+                 f"/tmp/bwd_seq_cplx_local{int(local)}")
 
 
 def main() -> None:
     if sys.argv[1:2] == ["--aot"]:
-        aot(*(int(v) for v in sys.argv[2:6]))
+        aot(*(int(v) for v in sys.argv[2:7]))
         return
     batch, dim, L = (int(v) for v in (sys.argv[1:4] if len(sys.argv) > 3 else (4, 2048, 8192)))
     dev, bf = "cuda", torch.bfloat16

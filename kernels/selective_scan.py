@@ -11,10 +11,9 @@ Shapes as mamba_ssm's ``selective_scan_fn`` (see ``seqssm.ops.selective_scan``),
 ``initial_state`` and a differentiable last state. Two kernel families:
 
 - time-sequential (``selective_scan_seq.py``: time-varying, optionally grouped, B and C): each thread
-  runs one channel's recurrence step by step, forward (real or complex A) and backward (real A);
-- chunked (``selective_scan_fwd.py``, ``selective_scan_bwd.py``: time-invariant B/C, and the backward
-  of complex A, fed the time-sequential forward's checkpoints): a tile of BLOCK_L steps is scanned in
-  parallel with ``tl.associative_scan``.
+  runs one channel's recurrence step by step, forward and backward, real or complex A;
+- chunked (``selective_scan_fwd.py``, ``selective_scan_bwd.py``: time-invariant B/C): a tile of
+  BLOCK_L steps is scanned in parallel with ``tl.associative_scan``.
 
 Both backwards walk time in reverse from the forward's checkpoints (the state every few steps),
 recompute the states and run the adjoint recurrence ``λ_t = C_t^* g_y_t + exp(Δ_{t+1} A)^* λ_{t+1}``.
@@ -147,11 +146,14 @@ class _SelectiveScan(torch.autograd.Function):
         if glast is not None:
             gl = (torch.view_as_real(glast.to(torch.complex64)) if cplx else glast.float())
             gl = gl.reshape(batch, dim, K * N).contiguous()
-        if seq_bwd:  # Bk, Ck: (batch, groups, L, N); bl: the checkpoint interval
+        if seq_bwd:  # Bk, Ck: (batch, groups, L, N) (complex: L, 2N); bl: the checkpoint interval
             gu, gdelta, gz, gA, gB, gC, gD, gbias, gh0 = bwd_seq(
                 uk, dk, Ak, Bk, Ck, Dk, zk, bk, ckpt, gout, gl, softplus_=softplus_, groups=groups, ck=bl,
-                want_h0=has_h0)
-            gB, gC = gB.transpose(-1, -2), gC.transpose(-1, -2)
+                want_h0=has_h0, cplx=cplx)
+            if cplx:  # (batch, groups, L, (re, im), N) -> mamba_ssm's packing (batch, groups, N, 2L)
+                gB, gC = (M.unflatten(-1, (2, N)).permute(0, 1, 4, 2, 3).flatten(-2) for M in (gB, gC))
+            else:
+                gB, gC = gB.transpose(-1, -2), gC.transpose(-1, -2)
         else:
             bd, _, nw = _config("bwd", uk.device)
             bd = pow2_divisor(dim // groups, bd)

@@ -8,7 +8,8 @@ real A) and ``q_s`` the segment's final state from a zero start. Forward (the st
 
 Backward (the adjoint, ``REVERSE``): with ``q_s`` the gradient leaving segment s towards earlier time
 from a zero incoming gradient, ``M_{S-1} = ḡ_last`` and ``M_{s-1} = P_s ⊙ M_s + q_s`` (M_s: gradient
-entering segment s from later time). Complex A (forward only): P_s = exp(A ΣΔ) and the states are
+entering segment s from later time). Complex A: P_s = exp(A ΣΔ) (the adjoint's: its conjugate, which the
+backward's LOCAL pass writes as P) and the states are
 complex, stored as (re, im) pairs, and P_s ⊙ H is a complex product. Tensors are (batch, S, dim, N) fp32;
 one program per block of (dim·N) elements of one sequence walks the S segments in order.
 """
@@ -51,7 +52,7 @@ def propagate_kernel(P_ptr, q_ptr, init_ptr, out_ptr, S, ND, HAS_INIT: tl.conste
 def propagate(P, q, init, out, *, reverse: bool, cplx: bool = False) -> None:
     """out[:, s] = value entering segment s (see module docstring); init: (batch, dim, N) or None.
     ``cplx``: the tensors hold (re, im) pairs on their last axis (batch, S, dim, 2N) and P multiplies as a
-    complex number (the forward's carry; the reverse carry of a complex adjoint would need conj(P))."""
+    complex number (forward: P = exp(A ΣΔ); the adjoint's reverse carry is given P = conj(exp(A ΣΔ)))."""
     batch, S, dim, N = P.shape
     ND = dim * N // (2 if cplx else 1)
     BLOCK = 1024

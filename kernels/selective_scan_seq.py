@@ -1,5 +1,5 @@
 """Driver of the time-sequential selective scan (time-varying B/C, grouped or not; forward for real and
-complex A, backward for real A — complex A's backward is the chunked one, on this forward's checkpoints).
+complex A, backward for real and complex A).
 
 Forward: ``selective_scan_fwd_seq`` (see its docstring for the math and the layout); when
 batch·dim/BLOCK_D programs would leave the GPU idle, time is split into S segments: a ``LOCAL`` pass
@@ -32,8 +32,10 @@ from seqssm.kernels.selective_scan_seg import propagate
 # in registers (T·N fp32 per thread); CK must be a multiple of it.
 # T_cplx: T of the complex-A forward (two state tiles and two B/C vectors per step): 4 compiles to 254
 # registers without spills on sm_90a, 8 spills (bench/profile_scan.py --aot).
-CONFIG = {"num_warps": 4, "T": 8, "CK": 64, "target_warps": 2112, "max_seg": 64, "bwd_T": 4, "T_cplx": 4}
-INTERPRET_CONFIG = {"num_warps": 2, "T": 4, "CK": 8, "target_warps": 1 << 30, "max_seg": 4, "bwd_T": 4}
+CONFIG = {"num_warps": 4, "T": 8, "CK": 64, "target_warps": 2112, "max_seg": 64, "bwd_T": 4, "T_cplx": 4,
+          "bwd_T_cplx": 2}
+INTERPRET_CONFIG = {"num_warps": 2, "T": 4, "CK": 8, "target_warps": 1 << 30, "max_seg": 4, "bwd_T": 4,
+                    "bwd_T_cplx": 2}
 
 
 def config(device: torch.device) -> dict:
@@ -46,8 +48,8 @@ def supported(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> bool:
 
 
 def supported_bwd(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> bool:
-    """Backward: real A only (complex A: the chunked backward, fed this forward's checkpoints)."""
-    return supported(A, B, C) and not A.is_complex()
+    """Backward: the forward's cases, real or complex A (time-varying, optionally grouped, B and C)."""
+    return supported(A, B, C)
 
 
 def bc_seq(M: torch.Tensor, cplx: bool = False) -> torch.Tensor:
@@ -114,14 +116,18 @@ def fwd_seq(u, dt, A, Bt, Ct, D, z, bias, h0, *, softplus_: bool, groups: int, s
 
 
 def bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, glast, *, softplus_: bool, groups: int, ck: int,
-            want_h0: bool):
+            want_h0: bool, cplx: bool = False):
     """Backward on the forward's prepared tensors and its checkpoints (taken every ``ck`` steps); gout
     (batch, dim, L) contiguous, glast (batch, dim, N) fp32 or None. Returns (gu, gdelta, gz, gA (dim, N),
     gB, gC (batch, groups, L, N) fp32, gD, gbias (dim,) fp32, gh0 (batch, dim, N) fp32), None where the
-    input is absent."""
+    input is absent. Complex (``cplx``): A, ckpt, glast, gA, gh0 (..., 2N) as (re, im) pairs, Bt, Ct and
+    gB, gC (batch, groups, L, 2N) = (..., L, (re, im), N); the adjoint's segment carry multiplies by
+    conj(exp(A Σ Δ)) (the LOCAL pass writes the conjugate as the decay)."""
     batch, dim, L = u.shape
-    N = A.shape[1]
+    N = A.shape[1]  # real numbers per state: N, or 2 x N/2 for complex A
     cfg = dict(config(u.device))
+    if cplx:
+        cfg["bwd_T"] = cfg.get("bwd_T_cplx", cfg["bwd_T"])
     cfg["CK"] = ck
     nw = cfg["num_warps"]
     block_d, seg_len, n_seg = plan(batch, dim, L, groups, nw, cfg)
@@ -132,18 +138,19 @@ def bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, glast, *, softplus_: bool,
              torch.empty(batch, n_seg, dim, N, **f32), torch.zeros(batch, groups, L, N, **f32),
              torch.zeros(batch, groups, L, N, **f32), torch.empty(batch, n_seg, dim, **f32),
              torch.empty(batch, n_seg, dim, **f32))
-    NP = max(triton.next_power_of_2(N), 2)
-    scratch = torch.empty(1 + batch * n_seg * n_dblk * (ck // cfg["bwd_T"]) * block_d * NP, **f32)
+    K = 2 if cplx else 1
+    NP = max(triton.next_power_of_2(N // K), 2)
+    scratch = torch.empty(1 + batch * n_seg * n_dblk * (ck // cfg["bwd_T"]) * K * block_d * NP, **f32)
     kw = dict(softplus_=softplus_, seg_len=seg_len, n_seg=n_seg, ch_per_group=dim // groups,
-              block_d=block_d, t=cfg["bwd_T"], ck=ck, num_warps=nw)
+              block_d=block_d, t=cfg["bwd_T"], ck=ck, num_warps=nw, cplx=cplx)
     mout = torch.empty(batch, n_seg, dim, N, **f32)
-    mu_in = None if glast is None else glast.contiguous()  # (batch, dim, N) = (batch, 1, dim, N)
+    mu_in = mu_in0 = None if glast is None else glast.contiguous()  # (batch, dim, N) = (batch, 1, dim, N)
     if n_seg > 1:
         decay = torch.empty_like(mout)
         launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, None, gout, None, grads, mout, decay, scratch,
                        local=True, **kw)
         mu_in = torch.empty_like(mout)
-        propagate(decay, mout, glast, mu_in, reverse=True)
+        propagate(decay, mout, mu_in0, mu_in, reverse=True, cplx=cplx)
         mout = torch.empty_like(mout)
     launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in, grads, mout, None, scratch, local=False,
                    **kw)

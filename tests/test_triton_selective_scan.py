@@ -9,7 +9,10 @@ Real A with time-varying or grouped B/C runs the time-sequential kernels forward
 tests at the end check that backward in particular: lengths odd and not multiples of the tile (4
 steps under the interpreter) or of the checkpoint interval (8), several channel blocks per group
 (their ḡB/ḡC partials are summed), 1 to 4 time segments (the reverse carry of the adjoint), the last
-state's gradient present or absent, and agreement with the chunked (v1) backward.
+state's gradient present or absent, and agreement with the chunked (v1) backward. Complex A with
+time-varying/grouped B/C runs the same time-sequential backward (tests at the end, and the complex
+forward tests, which check every gradient): the spies ``fwd_calls`` / ``seq_calls`` assert which
+kernels ran.
 """
 
 from __future__ import annotations
@@ -136,22 +139,24 @@ def fwd_calls(monkeypatch):
 
 @pytest.mark.parametrize("batch,dim,N,L,bc", [(1, 4, 4, 31, "var"), (2, 4, 3, 19, "ti"),
                                               (2, 8, 2, 13, "group")])
-def test_complex_fp32(batch, dim, N, L, bc, fwd_calls):
-    """Time-varying B/C: the time-sequential forward (checkpoints to the chunked backward); time-invariant:
-    the chunked kernels."""
+def test_complex_fp32(batch, dim, N, L, bc, fwd_calls, seq_calls):
+    """Time-varying B/C: the time-sequential forward and backward; time-invariant: the chunked kernels."""
     check(make(batch, dim, N, L, cplx=True, bc=bc))
     assert fwd_calls == ([] if bc == "ti" else [True])
+    assert seq_calls == ([] if bc == "ti" else [True])
 
 
 @pytest.mark.parametrize("max_seg", [1, 3])
-def test_complex_seq_segments(max_seg, monkeypatch, fwd_calls):
-    """Complex A, time-sequential forward with 1 or 3 time segments (complex carry exp(A ΣΔ)), grouped
-    B/C, odd L: out, last state and all gradients (chunked backward) against the oracle."""
+def test_complex_seq_segments(max_seg, monkeypatch, fwd_calls, seq_calls):
+    """Complex A, time-sequential forward and backward with 1 or 3 time segments (complex carries
+    exp(A ΣΔ) forward and conj(exp(A ΣΔ)) for the adjoint), grouped B/C, odd L: out, last state and all
+    gradients (with the last state's) against the oracle."""
     cfg = seq.config(torch.device(DEV))
     monkeypatch.setitem(cfg, "max_seg", max_seg)
     monkeypatch.setitem(cfg, "target_warps", 1 << 30)
     check(make(2, 8, 4, 45, cplx=True, bc="group"))
     assert fwd_calls == [True]
+    assert seq_calls == [True]
 
 
 def test_complex_seq_no_optional(fwd_calls):
@@ -189,7 +194,7 @@ def test_matches_chunked_reference():
 
 
 @pytest.mark.parametrize("cplx", [False, True])
-def test_state_passing_split(cplx):
+def test_state_passing_split(cplx, seq_calls):
     """One pass == two passes joined by the state, forward and backward (through the state)."""
     L = 41
     split = int(torch.randint(1, L - 1, (1,)))
@@ -207,6 +212,7 @@ def test_state_passing_split(cplx):
     gb = torch.autograd.grad(torch.cat([y1, y2], -1), leaves, g)
     for name, a, b in zip(NAMES, gb, ga, strict=True):
         assert rel(a.cpu(), b.cpu()) < 1e-5, name
+    assert seq_calls == [cplx] * 3  # the time-sequential backward ran for the full and both halves
 
 
 def _slice_bc(M, sl, cplx):
@@ -242,11 +248,11 @@ def test_seq_forward_segments(max_seg, monkeypatch):
 
 @pytest.fixture
 def seq_calls(monkeypatch):
-    """Counts the calls of the time-sequential backward (so a test knows which backward ran)."""
+    """Records ``cplx`` of each call of the time-sequential backward (so a test knows which backward ran)."""
     calls = []
 
     def spy(*a, **k):
-        calls.append(1)
+        calls.append(k.get("cplx", False))
         return seq.bwd_seq(*a, **k)
 
     monkeypatch.setattr(kern, "bwd_seq", spy)
@@ -290,30 +296,32 @@ def test_no_optional_inputs_out_only(seq_calls):
     assert seq_calls
 
 
-def test_last_state_only(seq_calls):
-    """Only the last state is differentiated (``out``'s gradient is None: zeros)."""
-    d = make(1, 4, 4, 23)
+@pytest.mark.parametrize("cplx", [False, True])
+def test_last_state_only(cplx, seq_calls):
+    """Only the last state is differentiated (``out``'s gradient is None: zeros); real and complex A."""
+    d = make(1, 4, 4, 23, cplx=cplx)
     dk = to_kernel(d, torch.float32)
     d64 = {k: v.detach().clone().requires_grad_() for k, v in d.items()}
     _, last = selective_scan_triton(*[dk[k] for k in NAMES[:8]], True, dk["initial_state"])
     _, ref_last = selective_scan_naive(*[d64[k] for k in NAMES[:8]], True, d64["initial_state"])
     gl = torch.randn_like(ref_last)
-    ga = torch.autograd.grad(last, [dk[k] for k in NAMES], gl.to(DEV, torch.float32), allow_unused=True)
+    ga = torch.autograd.grad(last, [dk[k] for k in NAMES], gl.to(DEV, last.dtype), allow_unused=True)
     gr = torch.autograd.grad(ref_last, [d64[k] for k in NAMES], gl, allow_unused=True)
     for name, a, b in zip(NAMES, ga, gr, strict=True):
         if b is None or not b.abs().sum():
             continue
         assert rel(a.cpu(), b) < 2e-5, name
-    assert seq_calls
+    assert seq_calls == [cplx]
 
 
+@pytest.mark.parametrize("cplx", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_matches_chunked_backward(dtype, monkeypatch):
-    """The time-sequential and the chunked (v1) backward give the same gradients."""
-    d = to_kernel(make(2, 4, 4, 21, bc="group"), dtype)
+def test_matches_chunked_backward(dtype, cplx, monkeypatch, seq_calls):
+    """The time-sequential and the chunked (v1) backward give the same gradients (real and complex A)."""
+    d = to_kernel(make(2, 4, 4, 21, cplx=cplx, bc="group"), dtype)
     args = [d[k] for k in NAMES[:8]]
     g_out = torch.randn(2, 4, 21, device=DEV, dtype=dtype)
-    g_last = torch.randn(2, 4, 4, device=DEV)
+    g_last = torch.randn(2, 4, 4, device=DEV, dtype=torch.complex64 if cplx else torch.float32)
     res = {}
     for v2 in (True, False):
         monkeypatch.setattr(kern, "SEQ_BACKWARD", v2)
@@ -321,4 +329,17 @@ def test_matches_chunked_backward(dtype, monkeypatch):
         res[v2] = torch.autograd.grad((out, last), [d[k] for k in NAMES], (g_out, g_last))
     tol = 1e-5 if dtype == torch.float32 else 1e-2
     for name, a, b in zip(NAMES, res[True], res[False], strict=True):
-        assert rel(a.float().cpu(), b.float().cpu()) < tol, name
+        assert rel(a.cpu(), b.cpu()) < tol, name
+    assert seq_calls == [cplx]
+
+
+# --- time-sequential backward, complex A ---
+
+
+@pytest.mark.parametrize("batch,dim,N,L,bc,groups", [(1, 128, 3, 17, "var", 1), (2, 8, 4, 23, "group", 2)])
+def test_complex_bwd_against_oracle(batch, dim, N, L, bc, groups, seq_calls):
+    """Complex A, all gradients (u, delta, A, B, C, D, z, delta_bias, initial_state) with the last state's
+    gradient, odd L (not a multiple of the tile or the checkpoint interval); dim 128: two channel blocks
+    (of 64 under the interpreter) add into the same ḡB/ḡC entries."""
+    check(make(batch, dim, N, L, cplx=True, bc=bc, groups=groups))
+    assert seq_calls == [True]
