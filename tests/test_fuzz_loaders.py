@@ -107,3 +107,42 @@ def test_truncated_or_corrupted_wav(tmp_path, n, channels, rate, cut, flips):
         assert clip.shape == (16000,)
     except DataError as e:
         assert str(path) in str(e)
+
+
+LENGTHS = {"chr1": 1000, "chrM": 16}
+bed_fields = st.one_of(
+    st.sampled_from(["chr1", "chrM", "chrX", "train", "valid", "test", "#", "track", "-1", "0", "16", "999", "1000"]),
+    st.integers(min_value=-5, max_value=1100).map(str),
+    st.text(alphabet=string.printable.replace("\n", "").replace("\r", ""), max_size=8),
+)
+bed_lines = st.lists(st.lists(bed_fields, max_size=6).map("\t".join), max_size=10)
+
+
+def check_bed(path) -> None:
+    """read_bed either returns intervals inside their chromosomes or raises a DataError naming the file."""
+    from seqssm.tasks.dna_regions import read_bed
+
+    try:
+        splits = read_bed(path, LENGTHS)
+    except DataError as e:
+        assert str(path) in str(e)
+        return
+    for regions in splits.values():
+        for chrom, s, e in regions:
+            assert 0 <= s < e <= LENGTHS[chrom]
+
+
+@FUZZ
+@given(data=st.binary(max_size=400))
+def test_random_bytes_as_bed(tmp_path, data):
+    path = tmp_path / "fuzz.bed"
+    path.write_bytes(data)
+    check_bed(path)
+
+
+@FUZZ
+@given(lines=bed_lines, crlf=st.booleans())
+def test_near_valid_bed(tmp_path, lines, crlf):
+    path = tmp_path / "near.bed"
+    path.write_bytes(("\r\n" if crlf else "\n").join(["chr1\t0\t100\ttrain", *lines]).encode())
+    check_bed(path)
