@@ -2,10 +2,14 @@
 combined results (``results.json``, Markdown tables, PNG plots) into ``--out``.
 
     python bench/synthetic_suite.py --out bench/results/synthetic [--only ih_mamba ih_transformer ...]
+        [--lr 3e-3] [--batch-size 32] [--tag @b128] [--parallel 8]
 
 Each experiment is a plain ``python -m seqssm.train`` then ``python -m seqssm.evaluate`` run (the
 commands are printed and stored), so any number here can be reproduced by hand. ``--only`` runs a
-subset and merges it into an existing results.json. Budgets are small (CPU minutes each).
+subset and merges it into an existing results.json. Budgets are small (CPU minutes each). ``--tag``
+suffixes the experiment names, so runs with another ``--lr`` / ``--batch-size`` sit beside the default
+ones in the same tables; ``--parallel N`` runs N experiments at once (a GPU holds many of these small
+models, whose steps are bound by kernel launches, not by the GPU).
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import json
 import platform
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -36,7 +42,7 @@ STATE_MODELS = {  # the state-tracking comparison (issue 11): real vs complex / 
 }
 IH_LENGTHS = "[64,128,256,512,1024,2048,4096,8192,16384,32768,65536]"
 ST_LENGTHS = "[64,128,256,512,1024,2048]"
-TRAIN = ["trainer.enable_progress_bar=false", "optim.lr=3e-3", "optim.warmup_steps=20", "task.data.val_examples=256"]
+TRAIN = ["trainer.enable_progress_bar=false", "optim.warmup_steps=20", "task.data.val_examples=256"]
 
 
 def experiments(steps: dict[str, int], ih_lengths: str = IH_LENGTHS) -> dict[str, tuple[list[str], list[str]]]:
@@ -106,7 +112,7 @@ def run(cmd: list[str], log: Path) -> float:
     with open(log, "a") as f:
         p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, text=True)
     if p.returncode:
-        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}; see {log}")
+        raise RuntimeError(f"failed ({p.returncode}): {' '.join(cmd)}; see {log}")
     return time.time() - start
 
 
@@ -118,13 +124,13 @@ def tables(results: dict) -> str:
         lines += [
             "### Induction heads (trained at 256): accuracy per evaluation length",
             "",
-            "| model | val acc @256 | " + " | ".join(f"{n}" for n in lengths) + " |",
-            "| --- | --- | " + " | ".join("---" for _ in lengths) + " |",
+            "| model | steps | val acc @256 | " + " | ".join(f"{n}" for n in lengths) + " |",
+            "| --- | --- | --- | " + " | ".join("---" for _ in lengths) + " |",
         ]
         for m, r in ih.items():
             by = r["eval"]["by_length"]
             cells = [f"{by[str(n)]['acc']:.3f}" if str(n) in by else "" for n in lengths]
-            lines.append(f"| {m} | {r['train']['val/acc']:.3f} | " + " | ".join(cells) + " |")
+            lines.append(f"| {m} | {r['train']['steps']} | {r['train']['val/acc']:.3f} | " + " | ".join(cells) + " |")
         lines.append("")
     sc = {k.removeprefix("sc_"): v for k, v in results.items() if k.startswith("sc_")}
     if sc:
@@ -147,14 +153,16 @@ def tables(results: dict) -> str:
         lines += [
             "### MQAR (length 128, vocab 128, trained with 16 pairs): accuracy per number of pairs",
             "",
-            "| model | d_state | params | " + " | ".join(f"{k} pairs" for k in pairs) + " |",
-            "| --- | --- | --- | " + " | ".join("---" for _ in pairs) + " |",
+            "| model | d_state | params | steps | " + " | ".join(f"{k} pairs" for k in pairs) + " |",
+            "| --- | --- | --- | --- | " + " | ".join("---" for _ in pairs) + " |",
         ]
         for m, r in mq.items():
             by = r["eval"].get("by_num_kv_pairs", {})
             d_state = r["eval"]["model"].get("d_state", "") if "transformer" not in m else "-"
             cells = [f"{by[str(k)]['acc']:.3f}" if str(k) in by else "" for k in pairs]
-            lines.append(f"| {m} | {d_state} | {r['train']['params']:,} | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {m} | {d_state} | {r['train']['params']:,} | {r['train']['steps']} | " + " | ".join(cells) + " |"
+            )
         lines.append("")
     for modulus, what in ((2, "running parity"), (5, "running sum mod 5")):
         st = {k.removeprefix(f"st{modulus}_"): v for k, v in results.items() if k.startswith(f"st{modulus}_")}
@@ -192,6 +200,52 @@ def plots(results: dict, out: Path) -> None:
             plot_accuracy(st, out / f"state_tracking_mod{modulus}.png", what, 64)
 
 
+def run_experiment(name: str, train_o: list[str], eval_o: list[str], args: argparse.Namespace, out: Path) -> dict:
+    """Train then evaluate one experiment; returns its results entry."""
+    run_dir, log = out / "runs" / name, out / "runs" / f"{name}.log"
+    train_cmd = [
+        sys.executable,
+        "-m",
+        "seqssm.train",
+        "task=synthetic",
+        f"trainer={args.trainer}",
+        *TRAIN,
+        f"optim.lr={args.lr}",
+        f"task.data.batch_size={args.batch_size}",
+        *train_o,
+        f"hydra.run.dir={run_dir}",
+    ]
+    train_s = run(train_cmd, log)
+    ckpt = run_dir / "checkpoints/best.ckpt"  # written at validation; a run shorter than one interval has last.ckpt
+    ckpt = ckpt if ckpt.exists() else run_dir / "checkpoints/last.ckpt"
+    task_o = [o for o in train_o if o.startswith("task.")]
+    eval_cmd = [
+        sys.executable,
+        "-m",
+        "seqssm.evaluate",
+        "task=synthetic",
+        *task_o,
+        *eval_o,
+        f"ckpt={ckpt}",
+        f"out={run_dir / 'eval'}",
+        "batch_size=8",
+    ]
+    eval_s = run(eval_cmd, log)
+    return {
+        "train": json.loads((run_dir / "metrics.json").read_text()),
+        "eval": json.loads((run_dir / "eval/metrics.json").read_text()),
+        "commands": [" ".join(train_cmd[1:]), " ".join(eval_cmd[1:])],
+        "wall_seconds": {"train": round(train_s, 1), "evaluate": round(eval_s, 1)},
+        "machine": (
+            torch.cuda.get_device_name()
+            if args.trainer == "gpu"
+            else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+        )
+        + f", torch {torch.__version__}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("bench/results/synthetic"))
@@ -202,6 +256,10 @@ def main() -> None:
     ap.add_argument("--st-steps", type=int, default=300, help="state tracking (modular sum) training steps")
     ap.add_argument("--trainer", default="cpu", help="trainer config group: cpu or gpu")
     ap.add_argument("--ih-lengths", default=IH_LENGTHS, help="induction-heads evaluation lengths, a Hydra list")
+    ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (warmup 20 steps, then cosine)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--tag", default="", help="suffix of the experiment names in results.json, e.g. @lr1e-3")
+    ap.add_argument("--parallel", type=int, default=1, help="experiments run at once")
     args = ap.parse_args()
     out = args.out.resolve()
     (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -210,52 +268,29 @@ def main() -> None:
     ex = experiments(
         {"ih": args.ih_steps, "sc": args.sc_steps, "mqar": args.mqar_steps, "st": args.st_steps}, args.ih_lengths
     )
-    for name in args.only or list(ex):
+    names = args.only or list(ex)
+    for name in names:
         if name not in ex:
             sys.exit(f"--only: unknown experiment {name!r} (expected one of {', '.join(ex)})")
-        train_o, eval_o = ex[name]
-        run_dir, log = out / "runs" / name, out / "runs" / f"{name}.log"
-        train_cmd = [
-            sys.executable,
-            "-m",
-            "seqssm.train",
-            "task=synthetic",
-            f"trainer={args.trainer}",
-            *TRAIN,
-            *train_o,
-            f"hydra.run.dir={run_dir}",
-        ]
-        task_o = [o for o in train_o if o.startswith("task.")]
-        eval_cmd = [
-            sys.executable,
-            "-m",
-            "seqssm.evaluate",
-            "task=synthetic",
-            *task_o,
-            *eval_o,
-            f"ckpt={run_dir / 'checkpoints/best.ckpt'}",
-            f"out={run_dir / 'eval'}",
-            "batch_size=8",
-        ]
-        train_s = run(train_cmd, log)
-        eval_s = run(eval_cmd, log)
-        results[name] = {
-            "train": json.loads((run_dir / "metrics.json").read_text()),
-            "eval": json.loads((run_dir / "eval/metrics.json").read_text()),
-            "commands": [" ".join(train_cmd[1:]), " ".join(eval_cmd[1:])],
-            "wall_seconds": {"train": round(train_s, 1), "evaluate": round(eval_s, 1)},
-            "machine": (
-                torch.cuda.get_device_name()
-                if args.trainer == "gpu"
-                else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
-            )
-            + f", torch {torch.__version__}",
-            "date": time.strftime("%Y-%m-%d"),
-        }
-        write_json(path, results)
-        write_text(out / "results.md", tables(results))
-        plots(results, out)
+    lock = threading.Lock()
+
+    def one(name: str) -> None:
+        entry = run_experiment(name + args.tag, *ex[name], args, out)
+        with lock:  # results.json may have gained other experiments meanwhile: merge, then write
+            merged = json.loads(path.read_text()) if path.exists() else {}
+            merged[name + args.tag] = entry
+            results.clear()
+            results.update(merged)
+            write_json(path, results)
+            write_text(out / "results.md", tables(results))
+            plots(results, out)
+
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        futures = {n: pool.submit(one, n) for n in names}
+    failed = [f"{n}: {f.exception()}" for n, f in futures.items() if f.exception()]
     print(tables(results))
+    if failed:
+        sys.exit("failed experiments:\n" + "\n".join(failed))
 
 
 if __name__ == "__main__":
