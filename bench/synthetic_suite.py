@@ -2,7 +2,7 @@
 combined results (``results.json``, Markdown tables, PNG plots) into ``--out``.
 
     python bench/synthetic_suite.py --out bench/results/synthetic [--only ih_mamba ih_transformer ...]
-        [--lr 3e-3] [--batch-size 32] [--tag @b128] [--parallel 8]
+        [--lr 3e-3] [--batch-size 32] [--tag @b128] [--parallel 8] [--set optim.weight_decay=0 ...]
 
 Each experiment is a plain ``python -m seqssm.train`` then ``python -m seqssm.evaluate`` run (the
 commands are printed and stored), so any number here can be reproduced by hand. ``--only`` runs a
@@ -212,6 +212,7 @@ def run_experiment(name: str, train_o: list[str], eval_o: list[str], args: argpa
         *TRAIN,
         f"optim.lr={args.lr}",
         f"task.data.batch_size={args.batch_size}",
+        *args.set,
         *train_o,
         f"hydra.run.dir={run_dir}",
     ]
@@ -260,6 +261,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--tag", default="", help="suffix of the experiment names in results.json, e.g. @lr1e-3")
     ap.add_argument("--parallel", type=int, default=1, help="experiments run at once")
+    ap.add_argument("--set", nargs="*", default=[], help="more training overrides, e.g. optim.weight_decay=0")
     args = ap.parse_args()
     out = args.out.resolve()
     (out / "runs").mkdir(parents=True, exist_ok=True)
