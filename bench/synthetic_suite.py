@@ -212,14 +212,14 @@ def run_experiment(name: str, train_o: list[str], eval_o: list[str], args: argpa
         *TRAIN,
         f"optim.lr={args.lr}",
         f"task.data.batch_size={args.batch_size}",
-        *args.set,
         *train_o,
+        *args.set,
         f"hydra.run.dir={run_dir}",
     ]
     train_s = run(train_cmd, log)
     ckpt = run_dir / "checkpoints/best.ckpt"  # written at validation; a run shorter than one interval has last.ckpt
     ckpt = ckpt if ckpt.exists() else run_dir / "checkpoints/last.ckpt"
-    task_o = [o for o in train_o if o.startswith("task.")]
+    task_o = [o for o in [*train_o, *args.set] if o.startswith("task.")]
     eval_cmd = [
         sys.executable,
         "-m",
@@ -261,7 +261,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--tag", default="", help="suffix of the experiment names in results.json, e.g. @lr1e-3")
     ap.add_argument("--parallel", type=int, default=1, help="experiments run at once")
-    ap.add_argument("--set", nargs="*", default=[], help="more training overrides, e.g. optim.weight_decay=0")
+    ap.add_argument("--set", nargs="*", default=[], help="overrides after the experiment's own")
     args = ap.parse_args()
     out = args.out.resolve()
     (out / "runs").mkdir(parents=True, exist_ok=True)
