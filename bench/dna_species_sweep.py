@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from run_logged import run  # bench/, beside this script
 
 from seqssm.io import write_json, write_text
 
@@ -35,16 +35,6 @@ VARIANTS = {  # name suffix -> fine-tuning overrides (lr 5e-3, 200 steps unless 
     "L1k_400": ["task.data.train_lengths=[1024]", "trainer.max_steps=400"],
     "L1k_scratch": ["task.data.train_lengths=[1024]", "+scratch"],
 }
-
-
-def run(cmd: list[str], log: Path) -> float:
-    print("$ " + " ".join(cmd), flush=True)
-    start = time.time()
-    with open(log, "a") as f:
-        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, text=True)
-    if p.returncode:
-        raise RuntimeError(f"failed ({p.returncode}): {' '.join(cmd)}; see {log}")
-    return time.time() - start
 
 
 def table(results: dict) -> str:

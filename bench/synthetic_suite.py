@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import threading
 import time
@@ -25,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from run_logged import run  # bench/, beside this script
 
 from seqssm.io import write_json, write_text
 from seqssm.tasks.synthetic_plots import plot_accuracy, plot_vs_state
@@ -104,16 +104,6 @@ def experiments(steps: dict[str, int], ih_lengths: str = IH_LENGTHS) -> dict[str
                 [f"task.eval.lengths={ST_LENGTHS}", "task.eval.examples=64", "task.eval.min_examples=8"],
             )
     return ex
-
-
-def run(cmd: list[str], log: Path) -> float:
-    print("$ " + " ".join(cmd), flush=True)
-    start = time.time()
-    with open(log, "a") as f:
-        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, text=True)
-    if p.returncode:
-        raise RuntimeError(f"failed ({p.returncode}): {' '.join(cmd)}; see {log}")
-    return time.time() - start
 
 
 def tables(results: dict) -> str:
