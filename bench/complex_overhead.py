@@ -49,68 +49,34 @@ def scan_inputs(batch, d, n, L, complex_a, seed=0):
         A = torch.complex(A, torch.pi * torch.arange(n, device=DEV).float().expand(d, n))
     width = 2 * L if complex_a else L  # mamba_ssm's packing: (real, imag) interleaved along time
     return dict(
-        u=r(batch, d, L).bfloat16(),
-        delta=(r(batch, d, L) * 0.5 - 2).bfloat16(),
-        A=A,
-        B=r(batch, n, width).bfloat16(),
-        C=r(batch, n, width).bfloat16(),
-        D=r(d),
-        z=r(batch, d, L).bfloat16(),
+        u=r(batch, d, L).bfloat16(), delta=(r(batch, d, L) * 0.5 - 2).bfloat16(), A=A,
+        B=r(batch, n, width).bfloat16(), C=r(batch, n, width).bfloat16(), D=r(d), z=r(batch, d, L).bfloat16(),
         delta_bias=0.1 * r(d),
     )
 
 
 def scan_call(t, backend="triton"):
-    return lambda: selective_scan_fn(
-        t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["delta_bias"], True, backend=backend
-    )
+    return lambda: selective_scan_fn(t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["delta_bias"],
+                                     True, backend=backend)
 
 
 def ssd_inputs(batch, heads, p, n, L, R, seed=0, dtype=torch.bfloat16):
     g = torch.Generator(device=DEV).manual_seed(seed)
     r = lambda *s: torch.randn(*s, device=DEV, generator=g)  # noqa: E731
     return dict(
-        x=r(batch, L, heads, p).to(dtype),
-        dt=(r(batch, L, heads) * 0.5 - 1).to(dtype),
-        A=-torch.rand(heads, device=DEV, generator=g) - 0.1,
-        B=r(batch, L, 1, n).to(dtype),
-        C=r(batch, L, 1, n).to(dtype),
-        theta=r(batch, L, R).to(dtype),
-        D=r(heads),
-        z=r(batch, L, heads, p).to(dtype),
+        x=r(batch, L, heads, p).to(dtype), dt=(r(batch, L, heads) * 0.5 - 1).to(dtype),
+        A=-torch.rand(heads, device=DEV, generator=g) - 0.1, B=r(batch, L, 1, n).to(dtype),
+        C=r(batch, L, 1, n).to(dtype), theta=r(batch, L, R).to(dtype), D=r(heads), z=r(batch, L, heads, p).to(dtype),
         dt_bias=0.1 * r(heads),
     )
 
 
 def ssd_call(t, rotary, backend="triton"):
     if rotary:
-        return lambda: mamba_chunk_scan_rotary(
-            t["x"],
-            t["dt"],
-            t["A"],
-            t["B"],
-            t["C"],
-            t["theta"],
-            256,
-            D=t["D"],
-            z=t["z"],
-            dt_bias=t["dt_bias"],
-            dt_softplus=True,
-            backend=backend,
-        )
-    return lambda: mamba_chunk_scan_combined(
-        t["x"],
-        t["dt"],
-        t["A"],
-        t["B"],
-        t["C"],
-        256,
-        D=t["D"],
-        z=t["z"],
-        dt_bias=t["dt_bias"],
-        dt_softplus=True,
-        backend=backend,
-    )
+        return lambda: mamba_chunk_scan_rotary(t["x"], t["dt"], t["A"], t["B"], t["C"], t["theta"], 256, D=t["D"],
+                                               z=t["z"], dt_bias=t["dt_bias"], dt_softplus=True, backend=backend)
+    return lambda: mamba_chunk_scan_combined(t["x"], t["dt"], t["A"], t["B"], t["C"], 256, D=t["D"], z=t["z"],
+                                             dt_bias=t["dt_bias"], dt_softplus=True, backend=backend)
 
 
 def checks() -> dict:
@@ -185,33 +151,18 @@ def block_rows(lengths) -> list:
 
             with torch.no_grad():
                 fwd = bench(lambda block=block, x=x: block(x))
-            rows.append(
-                {
-                    "op": "block d_model 1024",
-                    "variant": label,
-                    "L": L,
-                    "fwd_ms": fwd,
-                    "fwdbwd_ms": bench(run),
-                    "peak_gib": peak_gib(run),
-                    "params": sum(p.numel() for p in block.parameters()),
-                }
-            )
+            rows.append({"op": "block d_model 1024", "variant": label, "L": L, "fwd_ms": fwd, "fwdbwd_ms": bench(run),
+                         "peak_gib": peak_gib(run), "params": sum(p.numel() for p in block.parameters())})
             log(json.dumps(rows[-1]))
     return rows
 
 
 def markdown(res: dict) -> str:
-    lines = [
-        f"# Complex / rotary overhead ({res['device']}, {res['date']})",
-        "",
-        f"`{res['command']}`",
-        "",
-        f"torch {res['torch']}, triton {res['triton']}. Ratios are against the first row of each group "
-        "(real scan N16, plain SSD, real block).",
-        "",
-        "| op | variant | L | fwd ms | fwd+bwd ms | fwd ratio | fwd+bwd ratio | peak GiB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    lines = [f"# Complex / rotary overhead ({res['device']}, {res['date']})", "", f"`{res['command']}`", "",
+             f"torch {res['torch']}, triton {res['triton']}. Ratios are against the first row of each group "
+             "(real scan N16, plain SSD, real block).", "",
+             "| op | variant | L | fwd ms | fwd+bwd ms | fwd ratio | fwd+bwd ratio | peak GiB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     base = {}
     for r in res["rows"]:
         if "error" in r:
@@ -240,13 +191,8 @@ def main() -> None:
     args = ap.parse_args()
     import triton
 
-    res = {
-        "device": torch.cuda.get_device_name(),
-        "date": time.strftime("%Y-%m-%d"),
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        "command": "python " + " ".join(sys.argv),
-    }
+    res = {"device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+           "triton": triton.__version__, "command": "python " + " ".join(sys.argv)}
     res["checks"] = checks()
     res["rows"] = kernel_rows(args.lengths)
     res["rows"] += block_rows(args.block_lengths)

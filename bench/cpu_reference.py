@@ -65,12 +65,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=None, help="path prefix for .json and .md")
-    ap.add_argument(
-        "--clock",
-        choices=["wall", "cpu"],
-        default="wall",
-        help="cpu: process CPU time (meaningful with --threads 1 on a shared machine)",
-    )
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: process CPU time (meaningful with --threads 1 on a shared machine)")
     args = ap.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -134,15 +130,13 @@ def main() -> None:
             json.dump(result, f, indent=2)
         rows = "\n".join(f"| {k} | {v:.2f} |" for k, v in r.items())
         with open(args.out + ".md", "w") as f:
-            f.write(
-                f"# CPU reference benchmark ({meta['date']})\n\n"
-                f"- command: `{meta['command']}`\n- torch {meta['torch']}, CPU {meta['cpu']} "
-                f"({meta['cpu_capability']}), {args.threads} threads, {args.clock} clock, "
-                f"load average at start {meta['load_average_at_start']}\n"
-                f"- selective scan u {meta['shape']['scan_u']}, N={N}, fp32; SSD x {meta['shape']['ssd_x']}, "
-                f"N={N}, chunk 64; times are the minimum over repeats, in ms\n\n"
-                f"| quantity | value |\n| --- | --- |\n{rows}\n"
-            )
+            f.write(f"# CPU reference benchmark ({meta['date']})\n\n"
+                    f"- command: `{meta['command']}`\n- torch {meta['torch']}, CPU {meta['cpu']} "
+                    f"({meta['cpu_capability']}), {args.threads} threads, {args.clock} clock, "
+                    f"load average at start {meta['load_average_at_start']}\n"
+                    f"- selective scan u {meta['shape']['scan_u']}, N={N}, fp32; SSD x {meta['shape']['ssd_x']}, "
+                    f"N={N}, chunk 64; times are the minimum over repeats, in ms\n\n"
+                    f"| quantity | value |\n| --- | --- |\n{rows}\n")
 
 
 if __name__ == "__main__":

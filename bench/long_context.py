@@ -153,7 +153,6 @@ def main() -> None:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-
         def f(v):
             return v if isinstance(v, str) else ("-" if v is None else f"{v:.3g}")
 

@@ -30,45 +30,21 @@ def _compile(fn, nw: int, consts: dict, bf: set, name: str) -> None:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    sig = {
-        a: "constexpr" if a in consts else ("*bf16" if a in bf else "*fp32") if a.endswith("_ptr") else "i32"
-        for a in fn.arg_names
-    }
-    attrs = {
-        (i,): [["tt.divisibility", 16]]
-        for i, a in enumerate(fn.arg_names)
-        if sig[a] != "constexpr" and a not in ("n_seg", "G", "ch_per_group")
-    }
-    k = triton.compile(
-        ASTSource(fn, sig, constexprs={(fn.arg_names.index(a),): v for a, v in consts.items()}, attrs=attrs),
-        target=GPUTarget("cuda", 90, 32),
-        options={"num_warps": nw},
-    )
+    sig = {a: "constexpr" if a in consts else ("*bf16" if a in bf else "*fp32") if a.endswith("_ptr") else "i32"
+           for a in fn.arg_names}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(fn.arg_names)
+             if sig[a] != "constexpr" and a not in ("n_seg", "G", "ch_per_group")}
+    k = triton.compile(ASTSource(fn, sig, constexprs={(fn.arg_names.index(a),): v for a, v in consts.items()},
+                                 attrs=attrs), target=GPUTarget("cuda", 90, 32), options={"num_warps": nw})
     ptx = k.asm["ptx"]
     open(name + ".ptx", "w").write(ptx)
     open(name + ".ttgir", "w").write(k.asm["ttgir"])
-    r = subprocess.run(
-        [_ptxas(), "-arch=sm_90a", "-v", name + ".ptx", "-o", "/dev/null"], capture_output=True, text=True
-    )
+    r = subprocess.run([_ptxas(), "-arch=sm_90a", "-v", name + ".ptx", "-o", "/dev/null"], capture_output=True,
+                       text=True)
     regs = [ln.split("Used")[1].strip() for ln in r.stderr.splitlines() if "Used" in ln]
     spill = [ln.strip() for ln in r.stderr.splitlines() if "spill" in ln]
-    print(
-        name,
-        "shfl",
-        ptx.count("shfl.sync"),
-        "bar.sync",
-        ptx.count("bar.sync"),
-        "ex2",
-        ptx.count("ex2.approx"),
-        "sin",
-        ptx.count("sin.approx"),
-        "cos",
-        ptx.count("cos.approx"),
-        "|",
-        *regs,
-        "|",
-        *spill,
-    )
+    print(name, "shfl", ptx.count("shfl.sync"), "bar.sync", ptx.count("bar.sync"), "ex2", ptx.count("ex2.approx"),
+          "sin", ptx.count("sin.approx"), "cos", ptx.count("cos.approx"), "|", *regs, "|", *spill)
 
 
 def _ptxas() -> str:
@@ -92,13 +68,9 @@ def aot(T: int = 8, nw: int = 4, T_bwd: int = 4, T_cplx: int | None = None, T_bw
 
     common = dict(N=16, NP=16, BLOCK_D=32 * nw, CK=64, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True)
     for local in (False, True):
-        _compile(
-            fwd,
-            nw,
-            dict(common, T=T, LOCAL=local, HAS_HIN=True, SAVE_CKPT=not local, CPLX=False, FAST_TRIG=False),
-            {"u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr"},
-            f"/tmp/fwd_seq_local{int(local)}",
-        )
+        _compile(fwd, nw, dict(common, T=T, LOCAL=local, HAS_HIN=True, SAVE_CKPT=not local, CPLX=False,
+                               FAST_TRIG=False),
+                 {"u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr"}, f"/tmp/fwd_seq_local{int(local)}")
     from seqssm.kernels.selective_scan_seq import CONFIG
 
     if T_cplx is None:
@@ -106,29 +78,17 @@ def aot(T: int = 8, nw: int = 4, T_bwd: int = 4, T_cplx: int | None = None, T_bw
     if T_bwd_cplx is None:
         T_bwd_cplx = CONFIG.get("bwd_T_cplx", T_bwd)
     for local in (False, True):
-        _compile(
-            fwd,
-            nw,
-            dict(common, T=T_cplx, LOCAL=local, HAS_HIN=True, SAVE_CKPT=not local, CPLX=True, FAST_TRIG=True),
-            {"u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr"},
-            f"/tmp/fwd_seq_cplx_local{int(local)}",
-        )
+        _compile(fwd, nw, dict(common, T=T_cplx, LOCAL=local, HAS_HIN=True, SAVE_CKPT=not local, CPLX=True,
+                               FAST_TRIG=True),
+                 {"u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr"}, f"/tmp/fwd_seq_cplx_local{int(local)}")
     for local in (False, True):
-        _compile(
-            bwd,
-            nw,
-            dict(common, T=T_bwd, LOCAL=local, HAS_MIN=True, CPLX=False, FAST_TRIG=False),
-            {"u_ptr", "dt_ptr", "z_ptr", "gout_ptr", "B_ptr", "C_ptr", "gu_ptr", "gdt_ptr", "gz_ptr"},
-            f"/tmp/bwd_seq_local{int(local)}",
-        )
+        _compile(bwd, nw, dict(common, T=T_bwd, LOCAL=local, HAS_MIN=True, CPLX=False, FAST_TRIG=False),
+                 {"u_ptr", "dt_ptr", "z_ptr", "gout_ptr", "B_ptr", "C_ptr", "gu_ptr", "gdt_ptr", "gz_ptr"},
+                 f"/tmp/bwd_seq_local{int(local)}")
     for local in (False, True):
-        _compile(
-            bwd,
-            nw,
-            dict(common, T=T_bwd_cplx, LOCAL=local, HAS_MIN=True, CPLX=True, FAST_TRIG=True),
-            {"u_ptr", "dt_ptr", "z_ptr", "gout_ptr", "B_ptr", "C_ptr", "gu_ptr", "gdt_ptr", "gz_ptr"},
-            f"/tmp/bwd_seq_cplx_local{int(local)}",
-        )
+        _compile(bwd, nw, dict(common, T=T_bwd_cplx, LOCAL=local, HAS_MIN=True, CPLX=True, FAST_TRIG=True),
+                 {"u_ptr", "dt_ptr", "z_ptr", "gout_ptr", "B_ptr", "C_ptr", "gu_ptr", "gdt_ptr", "gz_ptr"},
+                 f"/tmp/bwd_seq_cplx_local{int(local)}")
 
 
 def main() -> None:

@@ -42,40 +42,20 @@ def build_selective_scan(sdist: str) -> tuple[float, int | None]:
     from torch.utils.cpp_extension import load
 
     src = os.path.join(sdist, "csrc", "selective_scan")
-    names = (
-        ["selective_scan.cpp"]
-        + [f"selective_scan_fwd_{t}.cu" for t in ("fp32", "fp16", "bf16")]
-        + [f"selective_scan_bwd_{t}_{k}.cu" for t in ("fp32", "fp16", "bf16") for k in ("real", "complex")]
-    )
+    names = ["selective_scan.cpp"] + [f"selective_scan_fwd_{t}.cu" for t in ("fp32", "fp16", "bf16")] + [
+        f"selective_scan_bwd_{t}_{k}.cu" for t in ("fp32", "fp16", "bf16") for k in ("real", "complex")]
     major, minor = torch.cuda.get_device_capability()
-    flags = [
-        "-O3",
-        "-std=c++17",
-        "-U__CUDA_NO_HALF_OPERATORS__",
-        "-U__CUDA_NO_HALF_CONVERSIONS__",
-        "-U__CUDA_NO_BFLOAT16_OPERATORS__",
-        "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
-        "-U__CUDA_NO_BFLOAT162_OPERATORS__",
-        "-U__CUDA_NO_BFLOAT162_CONVERSIONS__",
-        "--expt-relaxed-constexpr",
-        "--expt-extended-lambda",
-        "--use_fast_math",
-        "-lineinfo",
-        "-gencode",
-        f"arch=compute_{major}{minor},code=sm_{major}{minor}",
-    ]
+    flags = ["-O3", "-std=c++17", "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
+             "-U__CUDA_NO_BFLOAT16_OPERATORS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
+             "-U__CUDA_NO_BFLOAT162_OPERATORS__", "-U__CUDA_NO_BFLOAT162_CONVERSIONS__",
+             "--expt-relaxed-constexpr", "--expt-extended-lambda", "--use_fast_math", "-lineinfo",
+             "-gencode", f"arch=compute_{major}{minor},code=sm_{major}{minor}"]
     build_dir = os.environ.get("SS_BUILD", "/tmp/ss_build")
     os.makedirs(build_dir, exist_ok=True)
     t = time.time()
-    mod = load(
-        "selective_scan_cuda",
-        [os.path.join(src, n) for n in names],
-        extra_cflags=["-O3", "-std=c++17"],
-        extra_cuda_cflags=flags,
-        extra_include_paths=[src],
-        build_directory=build_dir,
-        verbose=False,
-    )
+    mod = load("selective_scan_cuda", [os.path.join(src, n) for n in names],
+               extra_cflags=["-O3", "-std=c++17"], extra_cuda_cflags=flags, extra_include_paths=[src],
+               build_directory=build_dir, verbose=False)
     sys.modules["selective_scan_cuda"] = mod
     so = [f for f in os.listdir(build_dir) if f.endswith(".so")]
     return time.time() - t, (os.path.getsize(os.path.join(build_dir, so[0])) if so else None)
@@ -171,15 +151,14 @@ def check_gpu(ours, kern, ss) -> dict:
         h0 = torch.randn(b, d, n, device=DEV, dtype=torch.complex64 if cplx else torch.float32)
         ins = [x.clone().requires_grad_() for x in t] + [h0.clone().requires_grad_()]
         out, last = ours.selective_scan_fn(*ins[:8], True, True, initial_state=ins[8], backend="triton")
-        ref_in = [(x.detach().to(torch.complex128 if x.is_complex() else torch.float64)).requires_grad_() for x in ins]
+        ref_in = [(x.detach().to(torch.complex128 if x.is_complex() else torch.float64)).requires_grad_()
+                  for x in ins]
         ref, ref_last = selective_scan_ref(*ref_in[:8], True, ref_in[8])
         go = torch.randn_like(ref)
         g = torch.autograd.grad(out, ins, go.float())
         gr = torch.autograd.grad(ref, ref_in, go)
-        res[name] = {
-            "out": rel(out, ref),
-            "last": rel(torch.view_as_real(last) if cplx else last, torch.view_as_real(ref_last) if cplx else ref_last),
-        }
+        res[name] = {"out": rel(out, ref), "last": rel(torch.view_as_real(last) if cplx else last,
+                                                       torch.view_as_real(ref_last) if cplx else ref_last)}
         for k, a, c in zip(["u", "delta", "A", "B", "C", "D", "z", "bias", "h0"], g, gr, strict=True):
             a, c = (torch.view_as_real(a), torch.view_as_real(c)) if a.is_complex() else (a, c)
             res[name]["d" + k] = rel(a, c)
@@ -269,19 +248,9 @@ def seq_bwd_sweep(ours, seq, shapes) -> list:
 
 
 def table_shapes(quick: bool):
-    rows = [
-        (4, 2048, 2048),
-        (4, 2048, 8192),
-        (4, 2048, 32768),
-        (1, 2048, 131072),
-        (1, 2048, 1048576),
-        (1, 2048, 8192),
-        (8, 2048, 8192),
-        (4, 4096, 2048),
-        (4, 4096, 8192),
-        (4, 4096, 32768),
-        (1, 4096, 131072),
-    ]
+    rows = [(4, 2048, 2048), (4, 2048, 8192), (4, 2048, 32768), (1, 2048, 131072), (1, 2048, 1048576),
+            (1, 2048, 8192), (8, 2048, 8192),
+            (4, 4096, 2048), (4, 4096, 8192), (4, 4096, 32768), (1, 4096, 131072)]
     if DEV == "cpu":
         return [(1, 8, 64)]
     return rows[:3] if quick else rows
@@ -303,15 +272,9 @@ def main():
     import triton
 
     dev_name = torch.cuda.get_device_name() if DEV == "cuda" else "cpu (interpreter smoke run)"
-    res = {
-        "device": dev_name,
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        "cuda": torch.version.cuda,
-        "command": " ".join(sys.argv),
-        "date": time.strftime("%Y-%m-%d"),
-        "rows": [],
-    }
+    res = {"device": dev_name, "torch": torch.__version__, "triton": triton.__version__,
+           "cuda": torch.version.cuda, "command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"),
+           "rows": []}
     path = os.path.join(a.out, "scan.json")
 
     def save():
@@ -407,14 +370,8 @@ def block_rows(ours, sdist, deadline) -> list:
         from seqssm.modules.mamba import Mamba as OurMamba
     except Exception as e:
         return [{"error": f"{type(e).__name__}: {e}"}]
-    for d_model, L, batch in (
-        (1024, 2048, 4),
-        (1024, 8192, 4),
-        (1024, 32768, 1),
-        (2048, 2048, 4),
-        (2048, 8192, 2),
-        (2048, 32768, 1),
-    ):
+    for d_model, L, batch in ((1024, 2048, 4), (1024, 8192, 4), (1024, 32768, 1), (2048, 2048, 4),
+                              (2048, 8192, 2), (2048, 32768, 1)):
         if time.time() > deadline:
             break
         row = {"d_model": d_model, "L": L, "batch": batch}
@@ -440,45 +397,32 @@ def block_rows(ours, sdist, deadline) -> list:
 
 
 def write_md(res: dict, path: str) -> None:
-    L = [
-        f"# Selective scan, {res['device']} ({res['date']})",
-        "",
-        f"torch {res['torch']}, triton {res['triton']}, CUDA {res['cuda']}; copy bandwidth "
-        f"{res['copy_bytes_per_s'] / 1e12:.2f} TB/s; command: `{res['command']}`; kernel config {res.get('config')}; "
-        f"time-sequential forward config {res.get('seq_config')}",
-        "",
-        "bf16, N = 16, with D, z, delta_bias, softplus. Medians in ms; ratio = ours / mamba_ssm; "
-        "% floor = memory floor / our forward time.",
-        "",
-        "| batch | dim | L | ours fwd | mamba_ssm fwd | ratio | floor fwd | % floor | ours fwd+bwd | "
-        "mamba_ssm fwd+bwd | ratio | floor fwd+bwd | ours fwd+bwd, v1 bwd | ratio, v1 bwd | ours GiB | "
-        "v1 bwd GiB | mamba_ssm GiB |",
-        "|" + " --- |" * 17,
-    ]
+    L = [f"# Selective scan, {res['device']} ({res['date']})", "",
+         f"torch {res['torch']}, triton {res['triton']}, CUDA {res['cuda']}; copy bandwidth "
+         f"{res['copy_bytes_per_s'] / 1e12:.2f} TB/s; command: `{res['command']}`; kernel config {res.get('config')}; "
+         f"time-sequential forward config {res.get('seq_config')}",
+         "", "bf16, N = 16, with D, z, delta_bias, softplus. Medians in ms; ratio = ours / mamba_ssm; "
+         "% floor = memory floor / our forward time.", "",
+         "| batch | dim | L | ours fwd | mamba_ssm fwd | ratio | floor fwd | % floor | ours fwd+bwd | "
+         "mamba_ssm fwd+bwd | ratio | floor fwd+bwd | ours fwd+bwd, v1 bwd | ratio, v1 bwd | ours GiB | "
+         "v1 bwd GiB | mamba_ssm GiB |",
+         "|" + " --- |" * 17]
     f = lambda r, k, p=2: f"{r[k]:.{p}f}" if k in r else "-"
     for r in res["rows"]:
-        L.append(
-            f"| {r['batch']} | {r['dim']} | {r['L']} | {f(r, 'ours_fwd_ms', 3)} | {f(r, 'mamba_ssm_fwd_ms', 3)} | "
-            f"{f(r, 'ratio_fwd')} | {f(r, 'floor_fwd_ms', 3)} | {f(r, 'ours_fwd_pct_floor', 0)} | "
-            f"{f(r, 'ours_fwdbwd_ms', 3)} | {f(r, 'mamba_ssm_fwdbwd_ms', 3)} | {f(r, 'ratio_fwdbwd')} | "
-            f"{f(r, 'floor_fwdbwd_ms', 3)} | {f(r, 'ours_v1bwd_fwdbwd_ms', 3)} | {f(r, 'ratio_fwdbwd_v1bwd')} | "
-            f"{f(r, 'ours_fwdbwd_GiB')} | {f(r, 'ours_v1bwd_fwdbwd_GiB')} | {f(r, 'mamba_ssm_fwdbwd_GiB')} |"
-        )
+        L.append(f"| {r['batch']} | {r['dim']} | {r['L']} | {f(r, 'ours_fwd_ms', 3)} | {f(r, 'mamba_ssm_fwd_ms', 3)} | "
+                 f"{f(r, 'ratio_fwd')} | {f(r, 'floor_fwd_ms', 3)} | {f(r, 'ours_fwd_pct_floor', 0)} | "
+                 f"{f(r, 'ours_fwdbwd_ms', 3)} | {f(r, 'mamba_ssm_fwdbwd_ms', 3)} | {f(r, 'ratio_fwdbwd')} | "
+                 f"{f(r, 'floor_fwdbwd_ms', 3)} | {f(r, 'ours_v1bwd_fwdbwd_ms', 3)} | {f(r, 'ratio_fwdbwd_v1bwd')} | "
+                 f"{f(r, 'ours_fwdbwd_GiB')} | {f(r, 'ours_v1bwd_fwdbwd_GiB')} | {f(r, 'mamba_ssm_fwdbwd_GiB')} |")
     if res.get("block"):
-        L += [
-            "",
-            "## Mamba block forward+backward (bf16; mamba_ssm without causal-conv1d: torch conv1d path)",
-            "",
-            "| d_model | L | batch | ours ms | mamba_ssm ms | ratio | ours GiB | mamba_ssm GiB |",
-            "|" + " --- |" * 8,
-        ]
+        L += ["", "## Mamba block forward+backward (bf16; mamba_ssm without causal-conv1d: torch conv1d path)",
+              "", "| d_model | L | batch | ours ms | mamba_ssm ms | ratio | ours GiB | mamba_ssm GiB |",
+              "|" + " --- |" * 8]
         for r in res["block"]:
             if "d_model" in r:
-                L.append(
-                    f"| {r['d_model']} | {r['L']} | {r['batch']} | {f(r, 'ours_fwdbwd_ms', 3)} | "
-                    f"{f(r, 'mamba_ssm_fwdbwd_ms', 3)} | {f(r, 'ratio_fwdbwd')} | {f(r, 'ours_GiB')} | "
-                    f"{f(r, 'mamba_ssm_GiB')} |"
-                )
+                L.append(f"| {r['d_model']} | {r['L']} | {r['batch']} | {f(r, 'ours_fwdbwd_ms', 3)} | "
+                         f"{f(r, 'mamba_ssm_fwdbwd_ms', 3)} | {f(r, 'ratio_fwdbwd')} | {f(r, 'ours_GiB')} | "
+                         f"{f(r, 'mamba_ssm_GiB')} |")
     L += ["", "GPU check (relative errors):", "", "```", json.dumps(res.get("check"), indent=1), "```"]
     open(path, "w").write("\n".join(L) + "\n")
 

@@ -37,8 +37,7 @@ def map_kernels_package():
     except ModuleNotFoundError:
         path = os.path.join(ROOT, "kernels")
         spec = importlib.util.spec_from_file_location(
-            "seqssm.kernels", os.path.join(path, "__init__.py"), submodule_search_locations=[path]
-        )
+            "seqssm.kernels", os.path.join(path, "__init__.py"), submodule_search_locations=[path])
         mod = importlib.util.module_from_spec(spec)
         sys.modules["seqssm.kernels"] = mod
         spec.loader.exec_module(mod)
@@ -77,21 +76,16 @@ def ssd_inputs(batch, heads, p, n, L, groups=1, dtype=torch.bfloat16, seed=0):
     g = torch.Generator(device="cuda").manual_seed(seed)
     r = lambda *s: torch.randn(*s, device="cuda", generator=g)
     return dict(
-        x=r(batch, L, heads, p).to(dtype),
-        dt=(r(batch, L, heads) * 0.5 - 1).to(dtype),
+        x=r(batch, L, heads, p).to(dtype), dt=(r(batch, L, heads) * 0.5 - 1).to(dtype),
         A=-torch.rand(heads, device="cuda", generator=g) - 0.1,
-        B=r(batch, L, groups, n).to(dtype),
-        C=r(batch, L, groups, n).to(dtype),
-        D=r(heads),
-        z=r(batch, L, heads, p).to(dtype),
-        dt_bias=0.1 * r(heads),
+        B=r(batch, L, groups, n).to(dtype), C=r(batch, L, groups, n).to(dtype),
+        D=r(heads), z=r(batch, L, heads, p).to(dtype), dt_bias=0.1 * r(heads),
     )
 
 
 def call_of(fn, t, chunk=256):
-    return lambda: fn(
-        t["x"], t["dt"], t["A"], t["B"], t["C"], chunk, D=t["D"], z=t["z"], dt_bias=t["dt_bias"], dt_softplus=True
-    )
+    return lambda: fn(t["x"], t["dt"], t["A"], t["B"], t["C"], chunk, D=t["D"], z=t["z"],
+                      dt_bias=t["dt_bias"], dt_softplus=True)
 
 
 def fwd_bwd(call, tensors):
@@ -124,8 +118,7 @@ def ssd_floors(batch, heads, p, n, L, groups, chunk, bw, fl):
     return {
         "fwd_floor_ms": max(fwd_bytes / bw, fwd_flops / fl) * 1e3,
         "fwdbwd_floor_ms": max(bwd_bytes / bw, 3 * fwd_flops / fl) * 1e3,
-        "fwd_bytes_ms": fwd_bytes / bw * 1e3,
-        "fwd_flops_ms": fwd_flops / fl * 1e3,
+        "fwd_bytes_ms": fwd_bytes / bw * 1e3, "fwd_flops_ms": fwd_flops / fl * 1e3,
     }
 
 
@@ -143,27 +136,13 @@ def gpu_checks(mamba_fn, res):
         seq = torch.cat([torch.zeros(b, 111), torch.ones(b, 189)], 1).int().cuda()
         ref = {k: v.clone().requires_grad_() for k, v in t.items()}
         ri = init.clone().requires_grad_()
-        ro, rf = ssd_naive(
-            ref["x"], ref["dt"], ref["A"], ref["B"], ref["C"], ref["D"], ref["z"], ref["dt_bias"], True, ri, seq
-        )
-        ours = {
-            k: v.to(dtype if k in ("x", "dt", "B", "C", "z") else torch.float32).requires_grad_() for k, v in t.items()
-        }
+        ro, rf = ssd_naive(ref["x"], ref["dt"], ref["A"], ref["B"], ref["C"], ref["D"], ref["z"], ref["dt_bias"],
+                           True, ri, seq)
+        ours = {k: v.to(dtype if k in ("x", "dt", "B", "C", "z") else torch.float32).requires_grad_()
+                for k, v in t.items()}
         oi = init.float().requires_grad_()
-        o, f, _ = ssd_triton(
-            ours["x"],
-            ours["dt"],
-            ours["A"],
-            ours["B"],
-            ours["C"],
-            64,
-            ours["D"],
-            ours["z"],
-            ours["dt_bias"],
-            oi,
-            seq,
-            True,
-        )
+        o, f, _ = ssd_triton(ours["x"], ours["dt"], ours["A"], ours["B"], ours["C"], 64, ours["D"], ours["z"],
+                             ours["dt_bias"], oi, seq, True)
         go, gf = torch.randn_like(ro), torch.randn_like(rf)
         torch.autograd.backward([ro, rf], [go, gf])
         torch.autograd.backward([o, f], [go.to(dtype), gf.float()])
@@ -177,11 +156,8 @@ def gpu_checks(mamba_fn, res):
         t32 = {k: v.float() for k, v in t.items()}
         g = torch.randn(2, 4096, 32, 64, device="cuda")
         grads = {}
-        for name, fn, tt in (
-            ("ours_fp32", ssd_triton_api, t32),
-            ("ours", ssd_triton_api, t),
-            ("mamba_ssm", mamba_fn, t),
-        ):
+        for name, fn, tt in (("ours_fp32", ssd_triton_api, t32), ("ours", ssd_triton_api, t),
+                             ("mamba_ssm", mamba_fn, t)):
             lv = {k: v.clone().requires_grad_() for k, v in tt.items()}
             o = call_of(fn, lv)()
             o = o[0] if isinstance(o, tuple) else o
@@ -189,11 +165,8 @@ def gpu_checks(mamba_fn, res):
             grads[name] = {"out": o.detach(), **{"d" + k: v.grad for k, v in lv.items()}}
         e = {n: {k: rel(grads[n][k], grads["ours_fp32"][k]) for k in grads[n]} for n in ("ours", "mamba_ssm")}
         out["bf16_vs_ours_fp32"] = e
-        print(
-            "check bf16 vs our fp32",
-            json.dumps({n: {k: f"{v:.1e}" for k, v in d.items()} for n, d in e.items()}),
-            flush=True,
-        )
+        print("check bf16 vs our fp32", json.dumps({n: {k: f"{v:.1e}" for k, v in d.items()} for n, d in e.items()}),
+              flush=True)
     res["checks"] = out
 
 
@@ -219,31 +192,12 @@ def big_offsets_check(res, L=2**20, heads=64, n=128, with_bwd=False):
             t[k].requires_grad_()
     torch.cuda.synchronize()
     t0 = time.time()
-    o, _, vs = ssd_triton(
-        t["x"],
-        t["dt"],
-        t["A"],
-        t["B"],
-        t["C"],
-        256,
-        t["D"],
-        t["z"],
-        t["dt_bias"],
-        None,
-        seq,
-        True,
-        cu_seqlens=cu,
-        varlen_states=True,
-    )
+    o, _, vs = ssd_triton(t["x"], t["dt"], t["A"], t["B"], t["C"], 256, t["D"], t["z"], t["dt_bias"], None, seq,
+                          True, cu_seqlens=cu, varlen_states=True)
     torch.cuda.synchronize()
-    r = {
-        "L": L,
-        "d_inner": heads * 64,
-        "fwd_s": time.time() - t0,
-        "out_halves_max_abs_diff": (o[:, :h] - o[:, h:]).abs().max().item(),
-        "states_rel_diff": rel(vs[1], vs[0]),
-        "finite": bool(torch.isfinite(o).all()),
-    }
+    r = {"L": L, "d_inner": heads * 64, "fwd_s": time.time() - t0,
+         "out_halves_max_abs_diff": (o[:, :h] - o[:, h:]).abs().max().item(),
+         "states_rel_diff": rel(vs[1], vs[0]), "finite": bool(torch.isfinite(o).all())}
     if with_bwd:
         g = torch.randn(1, h, heads, 64, device="cuda", dtype=o.dtype)
         o.backward(torch.cat([g, g], 1))
@@ -282,9 +236,8 @@ def stage_times(res, batch, heads, n, L):
     st["b_dx"] = bench(lambda: sc.chunk_scan_bwd_dx(t["x"], dy, t["B"], cb, G, dtp, acs, None, t["D"], g_acs))
     st["b_dbc"] = bench(lambda: sc.bc_bwd(t["x"], dy, t["B"], t["C"], dcb, G, hprev, dtp, acs, None, g_acs))
     gdt = torch.randn_like(dtp)
-    st["b_cumsum"] = bench(
-        lambda: sc.dt_cumsum_bwd(t["dt"], t["A"], t["dt_bias"], True, (0.0, float("inf")), dtp, g_acs, gdt)
-    )
+    st["b_cumsum"] = bench(lambda: sc.dt_cumsum_bwd(t["dt"], t["A"], t["dt_bias"], True, (0.0, float("inf")), dtp,
+                                                    g_acs, gdt))
     res.setdefault("stages", []).append({"batch": batch, "heads": heads, "N": n, "L": L, "ms": st})
     print("stages", batch, heads, n, L, json.dumps({k: round(v, 3) for k, v in st.items()}), flush=True)
 
@@ -316,50 +269,27 @@ def time_mamba1(row, scan_fn, batch, dim, L):
 def render_md(res):
     """The results table in Markdown: medians in ms, ratios ours / mamba_ssm."""
     f = lambda v: "" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
-    lines = [
-        f"device: {res['device']}; torch {res['torch']}; triton {res['triton']}; {res['date']}",
-        f"copy {res.get('copy_bytes_per_s', 0) / 1e12:.2f} TB/s, bf16 matmul "
-        f"{res.get('bf16_flops', 0) / 1e12:.0f} TFLOP/s; flash-linear-attention: {res['fla']}",
-        "",
-        "| d_inner | L x batch | N | ours fwd | mamba_ssm fwd | ratio | ours fwd+bwd | mamba_ssm fwd+bwd | ratio "
-        "| floor fwd / fwd+bwd | SDPA fwd / fwd+bwd | our Mamba-1 scan fwd / fwd+bwd |",
-        "|" + " --- |" * 12,
-    ]
+    lines = [f"device: {res['device']}; torch {res['torch']}; triton {res['triton']}; {res['date']}",
+             f"copy {res.get('copy_bytes_per_s', 0) / 1e12:.2f} TB/s, bf16 matmul "
+             f"{res.get('bf16_flops', 0) / 1e12:.0f} TFLOP/s; flash-linear-attention: {res['fla']}", "",
+             "| d_inner | L x batch | N | ours fwd | mamba_ssm fwd | ratio | ours fwd+bwd | mamba_ssm fwd+bwd | ratio "
+             "| floor fwd / fwd+bwd | SDPA fwd / fwd+bwd | our Mamba-1 scan fwd / fwd+bwd |",
+             "|" + " --- |" * 12]
     for r in res["rows"]:
-        lines.append(
-            " | ".join(
-                [
-                    "",
-                    str(r["d_inner"]),
-                    f"{r['L']} x {r['batch']}",
-                    str(r["N"]),
-                    f(r.get("ours_fwd_ms")),
-                    f(r.get("mamba_ssm_fwd_ms")),
-                    f(r.get("ratio_fwd")),
-                    f(r.get("ours_fwdbwd_ms")),
-                    f(r.get("mamba_ssm_fwdbwd_ms")),
-                    f(r.get("ratio_fwdbwd")),
-                    f"{f(r.get('fwd_floor_ms'))} / {f(r.get('fwdbwd_floor_ms'))}",
-                    f"{f(r.get('sdpa_fwd_ms'))} / {f(r.get('sdpa_fwdbwd_ms'))}",
-                    f"{f(r.get('our_mamba1_scan_fwd_ms'))} / {f(r.get('our_mamba1_scan_fwdbwd_ms'))}",
-                    "",
-                ]
-            ).strip()
-        )
+        lines.append(" | ".join([
+            "", str(r["d_inner"]), f"{r['L']} x {r['batch']}", str(r["N"]), f(r.get("ours_fwd_ms")),
+            f(r.get("mamba_ssm_fwd_ms")), f(r.get("ratio_fwd")), f(r.get("ours_fwdbwd_ms")),
+            f(r.get("mamba_ssm_fwdbwd_ms")), f(r.get("ratio_fwdbwd")),
+            f"{f(r.get('fwd_floor_ms'))} / {f(r.get('fwdbwd_floor_ms'))}",
+            f"{f(r.get('sdpa_fwd_ms'))} / {f(r.get('sdpa_fwdbwd_ms'))}",
+            f"{f(r.get('our_mamba1_scan_fwd_ms'))} / {f(r.get('our_mamba1_scan_fwdbwd_ms'))}", ""]).strip())
     return "\n".join(lines) + "\n"
 
 
 SHAPES = {
     "quick": [(2048, 2048, 4), (2048, 8192, 4), (2048, 32768, 4)],
-    "full": [
-        (2048, 2048, 4),
-        (2048, 8192, 4),
-        (2048, 32768, 4),
-        (4096, 8192, 4),
-        (4096, 32768, 2),
-        (2048, 131072, 1),
-        (4096, 131072, 1),
-    ],
+    "full": [(2048, 2048, 4), (2048, 8192, 4), (2048, 32768, 4), (4096, 8192, 4), (4096, 32768, 2),
+             (2048, 131072, 1), (4096, 131072, 1)],
     "wide": [(4096, 8192, 4)],
     "long": [(2048, 131072, 1), (4096, 131072, 1)],
     "huge": [(2048, 1048576, 1)],
@@ -381,14 +311,8 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     import triton
 
-    res = {
-        "device": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        "argv": sys.argv,
-        "date": time.strftime("%Y-%m-%d"),
-        "rows": [],
-    }
+    res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+           "argv": sys.argv, "date": time.strftime("%Y-%m-%d"), "rows": []}
     res["fla"] = "present" if importlib.util.find_spec("fla") else "not installed on the GPU machine"
     mamba_fn = None
     if a.sdist and not a.no_mamba:
