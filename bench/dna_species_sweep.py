@@ -33,8 +33,9 @@ VARIANTS = {  # name suffix -> fine-tuning overrides (lr 5e-3, 200 steps unless 
     "L1k_rcaug": ["task.data.train_lengths=[1024]", "task.data.rc_aug=true"],
     "L1k_lr2e-3": ["task.data.train_lengths=[1024]", "optim.lr=2e-3"],
     "L1k_400": ["task.data.train_lengths=[1024]", "trainer.max_steps=400"],
-    "L1k_scratch": ["task.data.train_lengths=[1024]", "+scratch"],
+    "L1k_scratch": ["task.data.train_lengths=[1024]"],
 }
+FROM_SCRATCH = {"L1k_scratch"}  # variants not initialised from the pretrained backbone
 
 
 def table(results: dict) -> str:
@@ -91,8 +92,7 @@ def main() -> None:
 
     def one(name: str) -> None:
         b, _, v = name.partition("_")
-        overrides = [o for o in VARIANTS[v] if o != "+scratch"]
-        init = [] if "+scratch" in VARIANTS[v] else [f"model.init_from={out / ('pre_' + b)}/checkpoints/best.ckpt"]
+        init = [] if v in FROM_SCRATCH else [f"model.init_from={out / ('pre_' + b)}/checkpoints/best.ckpt"]
         run_dir, log = out / name, out / f"{name}.log"
         ft = [
             *py,
@@ -105,7 +105,7 @@ def main() -> None:
             f"trainer.max_steps={args.steps}",
             f"trainer.val_check_interval={min(50, args.steps)}",
             *init,
-            *overrides,
+            *VARIANTS[v],
             f"hydra.run.dir={run_dir}",
         ]
         ev = [

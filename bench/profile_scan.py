@@ -74,9 +74,9 @@ def aot(T: int = 8, nw: int = 4, T_bwd: int = 4, T_cplx: int | None = None, T_bw
     from seqssm.kernels.selective_scan_seq import CONFIG
 
     if T_cplx is None:
-        T_cplx = CONFIG.get("T_cplx", T)
+        T_cplx = CONFIG["T_cplx"]
     if T_bwd_cplx is None:
-        T_bwd_cplx = CONFIG.get("bwd_T_cplx", T_bwd)
+        T_bwd_cplx = CONFIG["bwd_T_cplx"]
     for local in (False, True):
         _compile(fwd, nw, dict(common, T=T_cplx, LOCAL=local, HAS_HIN=True, SAVE_CKPT=not local, CPLX=True,
                                FAST_TRIG=True),

@@ -268,11 +268,8 @@ def main() -> None:
 
     def one(name: str) -> None:
         entry = run_experiment(name + args.tag, *ex[name], args, out)
-        with lock:  # results.json may have gained other experiments meanwhile: merge, then write
-            merged = json.loads(path.read_text()) if path.exists() else {}
-            merged[name + args.tag] = entry
-            results.clear()
-            results.update(merged)
+        with lock:
+            results[name + args.tag] = entry
             write_json(path, results)
             write_text(out / "results.md", tables(results))
             plots(results, out)

@@ -59,7 +59,7 @@ import os
 import triton
 import triton.language as tl
 
-from seqssm.kernels.selective_scan_fwd_seq import bc_at, col, delta_tile, put, sincos, step, step_complex
+from seqssm.kernels.selective_scan_fwd_seq import bc_at, col, delta_tile, exp_complex, put, step, step_complex
 
 
 @triton.jit
@@ -83,6 +83,13 @@ def tile_out(y, gdd, guu, uu, gy, go, zz, sz, x, Dv, gD, gb, offs, m, gu_ptr, gd
     tl.store(gu_ptr + offs, guu.to(gu_ptr.dtype.element_ty), mask=m)
     tl.store(gdt_ptr + offs, gdd.to(gdt_ptr.dtype.element_ty), mask=m)
     return gD, gb
+
+
+@triton.jit
+def adjoint_step_complex(lr, li, A2, Ai, dj, FAST: tl.constexpr):
+    """μ_{t-1} = conj(exp(Δ_t A)) λ_t on (re, im) tiles; A2 = Re A·log2(e), Ai = Im A."""
+    ar, ai = exp_complex(dj[:, None] * A2, dj[:, None] * Ai, FAST)
+    return ar * lr + ai * li, ar * li - ai * lr
 
 
 @triton.jit
@@ -212,12 +219,7 @@ def scan_bwd_seq_kernel(
                         g2 = 2.0 * col(gy, offs_t, j)[:, None]
                         lr = g2 * bc_at(C_ptr, bc_row, t0 + j, L, offs_n, m_n, 2 * N)[None, :] + mu
                         li = mui - g2 * bc_at(C_ptr, bc_row + N, t0 + j, L, offs_n, m_n, 2 * N)[None, :]
-                        mag = tl.exp2(dj[:, None] * A2)
-                        sn, cs = sincos(dj[:, None] * Ai, FAST_TRIG)
-                        ar = mag * cs
-                        ai = mag * sn
-                        mu = ar * lr + ai * li
-                        mui = ar * li - ai * lr
+                        mu, mui = adjoint_step_complex(lr, li, A2, Ai, dj, FAST_TRIG)
                     else:
                         cj = bc_at(C_ptr, bc_row, t0 + j, L, offs_n, m_n, N)
                         lam = col(gy, offs_t, j)[:, None] * cj[None, :] + mu
@@ -272,12 +274,7 @@ def scan_bwd_seq_kernel(
                                   sem="relaxed")
                     tl.atomic_add(gC_ptr + pw, tl.where(r2 == 0, xcr[:, None, :], -xci[:, None, :]), mask=mw,
                                   sem="relaxed")
-                    mag = tl.exp2(dj[:, None] * A2)  # μ <- conj(a) λ
-                    sn, cs = sincos(dj[:, None] * Ai, FAST_TRIG)
-                    ar = mag * cs
-                    ai = mag * sn
-                    mu = ar * lr + ai * li
-                    mui = ar * li - ai * lr
+                    mu, mui = adjoint_step_complex(lr, li, A2, Ai, dj, FAST_TRIG)
                 gD, gb = tile_out(y, gdd, guu, uu, gy, go, zz, sz, x, Dv, gD, gb, offs, m, gu_ptr, gdt_ptr, gz_ptr,
                                   HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS)
             else:
@@ -325,10 +322,9 @@ def scan_bwd_seq_kernel(
         tl.store(mout_ptr + st_off + 1, mui, mask=m_dn)
     if LOCAL:
         if CPLX:  # the adjoint's segment multiplier: conj(exp(A Σ Δ))
-            mag = tl.exp2(A2 * dsum[:, None])
-            sn, cs = sincos(Ai * dsum[:, None], FAST_TRIG)
-            tl.store(decay_ptr + st_off, mag * cs, mask=m_dn)
-            tl.store(decay_ptr + st_off + 1, -mag * sn, mask=m_dn)
+            pr, pi = exp_complex(A2 * dsum[:, None], Ai * dsum[:, None], FAST_TRIG)
+            tl.store(decay_ptr + st_off, pr, mask=m_dn)
+            tl.store(decay_ptr + st_off + 1, -pi, mask=m_dn)
         else:
             tl.store(decay_ptr + st_off, tl.exp2(A2 * dsum[:, None]), mask=m_dn)
     else:

@@ -95,13 +95,17 @@ def sincos(x, FAST: tl.constexpr):
 
 
 @triton.jit
+def exp_complex(x2, xi, FAST: tl.constexpr):
+    """exp(x) for complex x as (re, im): 2^(x2)·(cos xi, sin xi), x2 = Re x·log2(e), xi = Im x."""
+    mag = tl.exp2(x2)
+    sn, cs = sincos(xi, FAST)
+    return mag * cs, mag * sn
+
+
+@triton.jit
 def step_complex(hr, hi, A2, Ai, dj, uj, br, bi, FAST: tl.constexpr):
-    """Complex h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t on (real, imag) tiles: exp(Δ A) =
-    2^(Δ Re A·log2 e)·(cos(Δ Im A), sin(Δ Im A)); A2 = Re A·log2(e), Ai = Im A."""
-    mag = tl.exp2(dj[:, None] * A2)
-    sn, cs = sincos(dj[:, None] * Ai, FAST)
-    ar = mag * cs
-    ai = mag * sn
+    """Complex h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t on (real, imag) tiles; A2 = Re A·log2(e), Ai = Im A."""
+    ar, ai = exp_complex(dj[:, None] * A2, dj[:, None] * Ai, FAST)
     du = (dj * uj)[:, None]
     return ar * hr - ai * hi + du * br[None, :], ar * hi + ai * hr + du * bi[None, :]
 
@@ -199,13 +203,12 @@ def scan_fwd_seq_kernel(
     if CPLX:
         tl.store(hout_ptr + st_off + 1, hi, mask=m_dn)
     if LOCAL:  # the segment's decay exp(A Σ Δ)
-        mag = tl.exp2(A2 * dsum[:, None])
         if CPLX:
-            sn, cs = sincos(Ai * dsum[:, None], FAST_TRIG)
-            tl.store(decay_ptr + st_off, mag * cs, mask=m_dn)
-            tl.store(decay_ptr + st_off + 1, mag * sn, mask=m_dn)
+            pr, pi = exp_complex(A2 * dsum[:, None], Ai * dsum[:, None], FAST_TRIG)
+            tl.store(decay_ptr + st_off, pr, mask=m_dn)
+            tl.store(decay_ptr + st_off + 1, pi, mask=m_dn)
         else:
-            tl.store(decay_ptr + st_off, mag, mask=m_dn)
+            tl.store(decay_ptr + st_off, tl.exp2(A2 * dsum[:, None]), mask=m_dn)
 
 
 def launch_fwd_seq(u, dt, A, Bt, Ct, D, z, bias, hin, out, hout, decay, ckpt, *, local: bool,

@@ -127,7 +127,7 @@ def bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, glast, *, softplus_: bool,
     N = A.shape[1]  # real numbers per state: N, or 2 x N/2 for complex A
     cfg = dict(config(u.device))
     if cplx:
-        cfg["bwd_T"] = cfg.get("bwd_T_cplx", cfg["bwd_T"])
+        cfg["bwd_T"] = cfg["bwd_T_cplx"]
     cfg["CK"] = ck
     nw = cfg["num_warps"]
     block_d, seg_len, n_seg = plan(batch, dim, L, groups, nw, cfg)
@@ -144,13 +144,14 @@ def bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, glast, *, softplus_: bool,
     kw = dict(softplus_=softplus_, seg_len=seg_len, n_seg=n_seg, ch_per_group=dim // groups,
               block_d=block_d, t=cfg["bwd_T"], ck=ck, num_warps=nw, cplx=cplx)
     mout = torch.empty(batch, n_seg, dim, N, **f32)
-    mu_in = mu_in0 = None if glast is None else glast.contiguous()  # (batch, dim, N) = (batch, 1, dim, N)
+    glast = None if glast is None else glast.contiguous()
+    mu_in = glast  # (batch, dim, N) = (batch, 1, dim, N)
     if n_seg > 1:
         decay = torch.empty_like(mout)
         launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, None, gout, None, grads, mout, decay, scratch,
                        local=True, **kw)
         mu_in = torch.empty_like(mout)
-        propagate(decay, mout, mu_in0, mu_in, reverse=True, cplx=cplx)
+        propagate(decay, mout, glast, mu_in, reverse=True, cplx=cplx)
         mout = torch.empty_like(mout)
     launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in, grads, mout, None, scratch, local=False,
                    **kw)
