@@ -10,6 +10,13 @@ This is a scalar-decay linear recurrence over nchunks steps, elementwise over (h
 each program owns a block of state entries of one head and walks the chunks in order. It writes
 ``H_{c-1}`` (the state entering chunk c), which the output step multiplies by C.
 
+The walk is serial, so at batch 1 and long L (4,096 chunks at 1M tokens) its time is chunks x the
+latency of one global load, not bandwidth. Each program therefore loads GROUP chunks' blocks (and
+their decays) at once, as one (GROUP, BLOCK) tile whose GROUP axis lies inside each thread, runs the
+GROUP steps of the recurrence in registers and stores the GROUP results as one tile: one load
+latency per GROUP chunks. Rows of the last group past the end are identity steps (masked loads
+give S = 0 and acs = 0, so decay 1; the seq_idx positions are clamped, so no reset).
+
 Backward, with G_c = ∂L/∂H_c (G_last = ∂L/∂final) and dH_prev,c from the output step::
 
     G_{c-1} = dH_prev,c + k_c d_c G_c,   ∂L/∂S_c = G_c,   ∂L/∂initial = G_{-1}
@@ -25,13 +32,21 @@ import triton.language as tl
 
 @triton.jit
 def _carry(seq_ptr, s_qb, s_ql, b, c, L, CS: tl.constexpr, HAS_SEQ: tl.constexpr):
-    """1.0 if the state entering chunk c belongs to the sequence the chunk ends in."""
+    """1.0 where the state entering chunk c (a tensor of chunk indices) belongs to the sequence
+    the chunk ends in, else 0.0."""
     if HAS_SEQ:
-        q_prev = tl.load(seq_ptr + b * s_qb + tl.maximum(c * CS - 1, 0) * s_ql)
-        q_end = tl.load(seq_ptr + b * s_qb + tl.minimum(c * CS + CS - 1, L - 1) * s_ql)
+        # positions clamped to [0, L): rows of a group past either end read a valid position
+        q_prev = tl.load(seq_ptr + b * s_qb + tl.minimum(tl.maximum(c * CS - 1, 0), L - 1) * s_ql)
+        q_end = tl.load(seq_ptr + b * s_qb + tl.minimum(tl.maximum(c * CS + CS - 1, 0), L - 1) * s_ql)
         return (q_prev == q_end).to(tl.float32)
     else:
-        return 1.0
+        return tl.full(c.shape, 1.0, tl.float32)
+
+
+@triton.jit
+def _row(tile, rows, k):
+    """Row k of a (GROUP, BLOCK) tile whose GROUP axis is held inside each thread (no shuffles)."""
+    return tl.sum(tl.where(rows[:, None] == k, tile, 0.0), axis=0)
 
 
 @triton.jit
@@ -39,21 +54,31 @@ def _state_passing_fwd_kernel(
     S_ptr, init_ptr, acs_ptr, seq_ptr, hprev_ptr, final_ptr,
     L, H, PN, nchunks, s_qb, s_ql,
     HAS_INIT: tl.constexpr, HAS_SEQ: tl.constexpr, CS: tl.constexpr, BLOCK: tl.constexpr,
+    GROUP: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     e = tl.program_id(2) * BLOCK + tl.arange(0, BLOCK)
+    rows = tl.arange(0, GROUP)
     m = e < PN
     if HAS_INIT:
         state = tl.load(init_ptr + (b * H + h) * PN + e, mask=m, other=0.0).to(tl.float32)
     else:
         state = tl.zeros((BLOCK,), dtype=tl.float32)
-    for c in range(0, nchunks):
-        off = ((b * nchunks + c) * H + h) * PN + e
-        tl.store(hprev_ptr + off, state.to(hprev_ptr.dtype.element_ty), mask=m)
-        decay = tl.exp(tl.load(acs_ptr + ((b * H + h) * nchunks + c) * CS + CS - 1))
-        k = _carry(seq_ptr, s_qb, s_ql, b, c, L, CS, HAS_SEQ)
-        state = k * decay * state + tl.load(S_ptr + off, mask=m, other=0.0)
+    for c0 in range(0, nchunks, GROUP):
+        c = c0 + rows
+        mc = c < nchunks
+        off = ((b * nchunks + c[:, None]) * H + h) * PN + e[None, :]
+        m2 = mc[:, None] & m[None, :]
+        S = tl.load(S_ptr + off, mask=m2, other=0.0)
+        kd = _carry(seq_ptr, s_qb, s_ql, b, c, L, CS, HAS_SEQ) * tl.exp(
+            tl.load(acs_ptr + ((b * H + h) * nchunks + c) * CS + CS - 1, mask=mc, other=0.0))
+        kd = tl.broadcast_to(kd[:, None], (GROUP, BLOCK))  # in the tile's layout: rows without shuffles
+        hp = tl.zeros((GROUP, BLOCK), dtype=tl.float32)
+        for k in tl.static_range(GROUP):
+            hp = tl.where(rows[:, None] == k, state[None, :], hp)
+            state = _row(kd, rows, k) * state + _row(S, rows, k)
+        tl.store(hprev_ptr + off, hp.to(hprev_ptr.dtype.element_ty), mask=m2)
     tl.store(final_ptr + (b * H + h) * PN + e, state, mask=m)
 
 
@@ -62,30 +87,39 @@ def _state_passing_bwd_kernel(
     G_ptr, dfinal_ptr, acs_ptr, seq_ptr, dinit_ptr,
     L, H, PN, nchunks, s_qb, s_ql,
     HAS_DFINAL: tl.constexpr, HAS_DINIT: tl.constexpr, HAS_SEQ: tl.constexpr,
-    CS: tl.constexpr, BLOCK: tl.constexpr,
+    CS: tl.constexpr, BLOCK: tl.constexpr, GROUP: tl.constexpr,
 ):
-    # G_ptr holds dH_prev,c on entry and G_c on exit (in place).
+    # G_ptr holds dH_prev,c on entry and G_c on exit (in place). Chunks are walked last to first,
+    # GROUP at a time: row k of a group is chunk c_top - k.
     b = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     e = tl.program_id(2) * BLOCK + tl.arange(0, BLOCK)
+    rows = tl.arange(0, GROUP)
     m = e < PN
     if HAS_DFINAL:
         g = tl.load(dfinal_ptr + (b * H + h) * PN + e, mask=m, other=0.0).to(tl.float32)
     else:
         g = tl.zeros((BLOCK,), dtype=tl.float32)
-    for i in range(0, nchunks):
-        c = nchunks - 1 - i
-        off = ((b * nchunks + c) * H + h) * PN + e
-        dhp = tl.load(G_ptr + off, mask=m, other=0.0)
-        tl.store(G_ptr + off, g, mask=m)
-        a_off = ((b * H + h) * nchunks + c) * CS + CS - 1
-        kd = _carry(seq_ptr, s_qb, s_ql, b, c, L, CS, HAS_SEQ) * tl.exp(tl.load(acs_ptr + a_off))
-        g = dhp + kd * g
+    for i0 in range(0, nchunks, GROUP):
+        c = nchunks - 1 - i0 - rows
+        mc = c >= 0
+        off = ((b * nchunks + c[:, None]) * H + h) * PN + e[None, :]
+        m2 = mc[:, None] & m[None, :]
+        dhp = tl.load(G_ptr + off, mask=m2, other=0.0)
+        kd = _carry(seq_ptr, s_qb, s_ql, b, c, L, CS, HAS_SEQ) * tl.exp(
+            tl.load(acs_ptr + ((b * H + h) * nchunks + c) * CS + CS - 1, mask=mc, other=0.0))
+        kd = tl.broadcast_to(kd[:, None], (GROUP, BLOCK))
+        out = tl.zeros((GROUP, BLOCK), dtype=tl.float32)
+        for k in tl.static_range(GROUP):
+            out = tl.where(rows[:, None] == k, g[None, :], out)
+            g = _row(dhp, rows, k) + _row(kd, rows, k) * g
+        tl.store(G_ptr + off, out, mask=m2)
     if HAS_DINIT:
         tl.store(dinit_ptr + (b * H + h) * PN + e, g, mask=m)
 
 
 _BLOCK = 1024
+_GROUP = 8  # chunks per load in the serial walk (one load latency per GROUP chunks)
 
 
 def state_passing_fwd(
@@ -106,7 +140,7 @@ def state_passing_fwd(
     _state_passing_fwd_kernel[grid](
         S, init, acs, q, hprev, final, L, H, P * N, nc, *sq,
         HAS_INIT=initial_states is not None, HAS_SEQ=seq_idx is not None, CS=cs, BLOCK=_BLOCK,
-        num_warps=4,
+        GROUP=_GROUP, num_warps=4,
     )
     return hprev, final
 
@@ -128,6 +162,6 @@ def state_passing_bwd(
     _state_passing_bwd_kernel[grid](
         dhprev, df, acs, q, dinit if need_dinit else dhprev, L, H, P * N, nc, *sq,
         HAS_DFINAL=dfinal is not None, HAS_DINIT=need_dinit, HAS_SEQ=seq_idx is not None,
-        CS=cs, BLOCK=_BLOCK, num_warps=4,
+        CS=cs, BLOCK=_BLOCK, GROUP=_GROUP, num_warps=4,
     )
     return dhprev, dinit

@@ -100,6 +100,7 @@ def check_fwd_bwd(inp, chunk, dtype, seq_idx=None):
         (64, 2, 32, 1, 32, 32, False, False, False),  # L a multiple; no z, no initial state
         (37, 4, 16, 4, 16, 16, False, True, True),  # groups == heads
         (100, 2, 64, 1, 64, 64, True, True, True),  # head_dim 64, d_state 64, chunk 64
+        (309, 2, 16, 1, 16, 16, True, True, True),  # 20 chunks: the state passing's groups of 8, one partial
     ],
 )
 def test_fwd_bwd_vs_recurrence(L, H, P, G, N, chunk, D2, z, init):
@@ -110,6 +111,13 @@ def test_seq_idx_vs_recurrence():
     L = 70
     seq = torch.tensor([[0] * 20 + [1] * 33 + [2] * 17, [0] * 3 + [1] * 67], dtype=torch.int32)
     check_fwd_bwd(make(2, L, 4, 16, 2, 16), 16, torch.float32, seq_idx=seq)
+
+
+def test_seq_idx_across_state_passing_groups():
+    """Boundaries in and at the edges of the state passing's 8-chunk groups (chunk 16, 21 chunks)."""
+    L = 333
+    seq = torch.tensor([[0] * 128 + [1] * 100 + [2] * 105, [0] * 17 + [1] * 300 + [2] * 16], dtype=torch.int32)
+    check_fwd_bwd(make(2, L, 2, 16, 1, 16), 16, torch.float32, seq_idx=seq)
 
 
 def test_bf16_fwd_bwd():
