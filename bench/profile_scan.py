@@ -2,6 +2,8 @@
 profiler (``ncu --kernel-name regex:selective_scan ...``). bf16, N = 16, with D, z, bias, softplus.
 
     python bench/profile_scan.py [batch dim L]
+    python bench/profile_scan.py --kernels [batch dim L]   # torch.profiler: every CUDA kernel of one
+        # forward+backward (ours and the staging copies around them), with its GPU time
     python bench/profile_scan.py --aot [T num_warps T_bwd T_cplx T_bwd_cplx]   # no GPU: compile the
         # time-sequential forward and backward (real and complex A) for sm_90a, print shfl / bar.sync /
         # ex2 / sin / cos counts, registers and spills
@@ -95,7 +97,9 @@ def main() -> None:
     if sys.argv[1:2] == ["--aot"]:
         aot(*(int(v) for v in sys.argv[2:7]))
         return
-    batch, dim, L = (int(v) for v in (sys.argv[1:4] if len(sys.argv) > 3 else (4, 2048, 8192)))
+    kernels = sys.argv[1:2] == ["--kernels"]
+    argv = sys.argv[2:] if kernels else sys.argv[1:]
+    batch, dim, L = (int(v) for v in (argv[:3] if len(argv) > 2 else (4, 2048, 8192)))
     dev, bf = "cuda", torch.bfloat16
     u, z = torch.randn(batch, dim, L, device=dev, dtype=bf), torch.randn(batch, dim, L, device=dev, dtype=bf)
     delta = (0.5 * torch.randn(batch, dim, L, device=dev) - 2).to(bf)
@@ -103,10 +107,21 @@ def main() -> None:
     B, C = torch.randn(batch, 16, L, device=dev, dtype=bf), torch.randn(batch, 16, L, device=dev, dtype=bf)
     D, bias = torch.randn(dim, device=dev), 0.1 * torch.randn(dim, device=dev)
     leaves = [t.requires_grad_() for t in (u, delta, A, B, C, D, z, bias)]
-    for _ in range(3):
+    def fwd_bwd():
         out, _ = selective_scan_triton(*leaves, True, None)
         torch.autograd.grad(out, leaves, torch.ones_like(out))
+
+    for _ in range(3):
+        fwd_bwd()
     torch.cuda.synchronize()
+    if kernels:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(5):
+                fwd_bwd()
+            torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="device_time_total", row_limit=30))
 
 
 if __name__ == "__main__":

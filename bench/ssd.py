@@ -2,7 +2,7 @@
 with the memory and matmul floors. Checks correctness on the GPU first.
 
 usage: python bench/ssd.py --sdist .pkgs/mamba_ssm-2.3.2.post1 --out DIR [--shapes quick|full|huge]
-       [--skip-check] [--stages]
+       [--skip-check] [--stages 4x32768,1x131072]
 
 Shapes: bf16, head_dim 64, 1 group, chunk 256, with D, z, dt_bias, softplus (the issue's anchor).
 Timings are medians of triton.testing.do_bench (CUDA events) after warm-up; first use of a shape
@@ -230,6 +230,7 @@ def stage_times(res, batch, heads, n, L):
     g_acs = torch.zeros_like(acs)
     dh = sc.chunk_state(dy, t["C"], dtp, acs, None, to_end=False)
     st["b_state_passing"] = bench(lambda: sc.state_passing_bwd(dh.clone(), final, acs, None, False))
+    st["b_state_passing_clone"] = bench(lambda: dh.clone())  # the part of b_state_passing that is the clone
     G, _ = sc.state_passing_bwd(dh, final, acs, None, False)
     st["b_dcb"] = bench(lambda: sc.chunk_cb_bwd(t["x"], dy, cb, dtp, acs, None, g_acs))
     dcb = sc.chunk_cb_bwd(t["x"], dy, cb, dtp, acs, None, g_acs)
@@ -303,7 +304,8 @@ def main():
     ap.add_argument("--shapes", default="quick")
     ap.add_argument("--ns", default="64,128")
     ap.add_argument("--skip-check", action="store_true")
-    ap.add_argument("--stages", action="store_true")
+    ap.add_argument("--stages", default="", help="BATCHxL,...: time each of our kernels alone at these shapes "
+                    "(d_inner 2048, N 128), e.g. 4x32768,1x131072")
     ap.add_argument("--big", default="", help="fwd or fwdbwd: the 1M x 4096 (64-bit offsets) check")
     ap.add_argument("--no-mamba", action="store_true")
     a = ap.parse_args()
@@ -337,8 +339,9 @@ def main():
     bw, fl = copy_bandwidth(), matmul_rate()
     res["copy_bytes_per_s"], res["bf16_flops"] = bw, fl
     print(f"copy {bw / 1e12:.2f} TB/s  bf16 matmul {fl / 1e12:.0f} TFLOP/s", flush=True)
-    if a.stages:
-        stage_times(res, 4, 32, 128, 32768)
+    for shape in filter(None, a.stages.split(",")):
+        batch, L = (int(v) for v in shape.split("x"))
+        stage_times(res, batch, 32, 128, L)
         save()
     ours_fn = ssd_triton_api
     for dim, L, batch in [s for name in a.shapes.split(",") for s in SHAPES[name]]:
