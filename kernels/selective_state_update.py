@@ -26,6 +26,7 @@ def state_update_kernel(
     s_bb, s_bg, s_bn, s_cb, s_cg, s_cn, s_dh, s_dp, s_zb, s_zh, s_zp, s_eh, s_ep, s_yb, s_yh, s_yp,
     N: tl.constexpr, NP: tl.constexpr, BLOCK_P: tl.constexpr, CPLX: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    A_LOG: tl.constexpr,
 ):
     pp = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     h = tl.program_id(1).to(tl.int64)
@@ -47,6 +48,8 @@ def state_update_kernel(
     b_p = B_ptr + b * s_bb + g * s_bg + n * s_bn
     c_p = C_ptr + b * s_cb + g * s_cg + n * s_cn
     Ar = tl.load(a_p, mask=m, other=0.0).to(tl.float32)
+    if A_LOG:  # A given as A_log: A = -exp(A_log)
+        Ar = -tl.exp(Ar)
     sr = tl.load(s_p, mask=m, other=0.0).to(tl.float32)
     Br = tl.load(b_p, mask=mn, other=0.0).to(tl.float32)
     Cr = tl.load(c_p, mask=mn, other=0.0).to(tl.float32)
@@ -98,16 +101,18 @@ def selective_state_update_triton(
     z: torch.Tensor | None = None,
     dt_bias: torch.Tensor | None = None,
     dt_softplus: bool = False,
+    A_is_log: bool = False,
 ) -> torch.Tensor:
     """Mamba-1: state (batch, dim, N), x/dt/z (batch, dim), A (dim, N), B/C (batch, N) (complex A:
     complex B/C and state), D/dt_bias (dim,). Mamba-2: state (batch, heads, head_dim, N), x/dt/z
     (batch, heads, head_dim), A (heads, head_dim, N), B/C (batch, groups, N), D/dt_bias
-    (heads, head_dim). ``state`` is updated in place; returns y shaped like x, in x's dtype."""
+    (heads, head_dim). ``state`` is updated in place; returns y shaped like x, in x's dtype.
+    ``A_is_log``: A holds log(-A) (real A); the kernel forms A = -exp(A_log)."""
     if state.dim() == 3:
         y = selective_state_update_triton(
             state.unsqueeze(1), x.unsqueeze(1), dt.unsqueeze(1), A.unsqueeze(0), B.unsqueeze(1),
             C.unsqueeze(1), None if D is None else D.unsqueeze(0), None if z is None else z.unsqueeze(1),
-            None if dt_bias is None else dt_bias.unsqueeze(0), dt_softplus)
+            None if dt_bias is None else dt_bias.unsqueeze(0), dt_softplus, A_is_log)
         return y.squeeze(1)
     batch, heads, P, N = state.shape
     groups = B.shape[1]
@@ -131,5 +136,5 @@ def selective_state_update_triton(
         *s_s, *s_x, *s_t, *s_a, *s_b, *s_c, *s_d, *s_z, *s_e, *y.stride(),
         N=N, NP=max(triton.next_power_of_2(N), 2), BLOCK_P=block_p, CPLX=cplx,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None,
-        SOFTPLUS=dt_softplus, num_warps=4)
+        SOFTPLUS=dt_softplus, A_LOG=A_is_log, num_warps=4)
     return y

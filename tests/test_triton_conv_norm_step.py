@@ -167,6 +167,29 @@ def test_state_update_mamba2_broadcast():
     assert rel(y, y_ref) < 1e-5 and rel(st, ref_state) < 1e-5
 
 
+@pytest.mark.parametrize("heads", [0, 3])  # 0: Mamba-1 shapes
+def test_state_update_A_log_and_bf16_parameters(heads):
+    """A given as A_log (A = -exp(A_log) formed in the update) and D, dt_bias, A_log in bf16 (a bf16
+    model's parameters, read without casts): equal to the fp64 oracle fed A = -exp(A_log)."""
+    batch, P, N = 2, 12, 8
+    lead = (heads,) if heads else ()
+    state = torch.randn(batch, *lead, P, N)
+    A_log = torch.log(torch.rand(*lead, P, N) + 0.2).bfloat16()
+    D, bias = torch.randn(*lead, P).bfloat16(), (0.3 * torch.randn(*lead, P)).bfloat16()
+    x, dt, z = torch.randn(batch, *lead, P), torch.randn(batch, *lead, P), torch.randn(batch, *lead, P)
+    B, C = torch.randn(batch, *lead[:1] and (1,), N), torch.randn(batch, *lead[:1] and (1,), N)
+    ref_state = state.double()
+    y_ref = selective_state_update_ref(ref_state, x.double(), dt.double(), -torch.exp(A_log.double()), B.double(),
+                                       C.double(), D.double(), z.double(), bias.double(), True)
+    ref_log = state.double()
+    y_log = selective_state_update_ref(ref_log, x.double(), dt.double(), A_log, B.double(), C.double(), D, z.double(),
+                                       bias, True, A_is_log=True)
+    assert rel(y_log, y_ref) < 1e-12 and rel(ref_log, ref_state) < 1e-12
+    st = state.to(DEV)
+    y = selective_state_update_triton(st, *[a.to(DEV) for a in (x, dt, A_log, B, C, D, z, bias)], True, A_is_log=True)
+    assert rel(y, y_ref) < 1e-5 and rel(st, ref_state) < 1e-5
+
+
 def test_conv_update_with_x_a_view_into_a_wider_projection():
     """In the decode step x is half of in_proj's output (row stride 2·dim): the output must still be
     written with its own layout (a bug once wrote past the end of it on the GPU)."""

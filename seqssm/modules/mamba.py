@@ -166,17 +166,19 @@ class Mamba(nn.Module):
         dt = F.linear(dt, self.dt_proj.weight)
         if self.complex:
             B, C = torch.view_as_complex(fp32(B).contiguous()), torch.view_as_complex(fp32(C).contiguous())
+        # real A goes in as A_log and the parameters in their own dtype: no kernels for them a token
         y = selective_state_update(
             state.ssm,
             x,
             dt,
-            self.A(),
+            self.A() if self.complex else self.A_log,
             B,
             C,
-            fp32(self.D),
+            self.D,
             z=z,
-            dt_bias=fp32(self.dt_proj.bias),
+            dt_bias=self.dt_proj.bias,
             dt_softplus=True,
+            A_is_log=not self.complex,
             backend=self.backend,
         )
         return self.out_proj(y)

@@ -26,13 +26,21 @@ def selective_state_update(
     dt_bias: torch.Tensor | None = None,
     dt_softplus: bool = False,
     *,
+    A_is_log: bool = False,
     backend: str = "auto",
 ) -> torch.Tensor:
     """Mamba-1: state (batch, dim, N), x/dt/z (batch, dim), A (dim, N), B/C (batch, N) (complex A:
     complex B/C and state), D/dt_bias (dim,). Mamba-2: state (batch, heads, head_dim, N), x/dt/z
     (batch, heads, head_dim), A (heads, head_dim, N), B/C (batch, groups, N), D/dt_bias
-    (heads, head_dim). ``state`` is updated in place; returns y shaped like x."""
-    args = (state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+    (heads, head_dim). ``state`` is updated in place; returns y shaped like x.
+
+    D, dt_bias and A may be in any float dtype (a bf16 model's parameters): they are read in fp32.
+    ``A_is_log``: A holds the module's ``A_log`` (real A only) and A = -exp(A_log) is formed in the
+    update itself, so a decode step launches no kernels for the parameters (in a bf16 model the casts
+    and the exp were five of a Mamba layer's eleven kernels a token)."""
+    if A_is_log and A.is_complex():
+        raise ValueError("A_is_log=True needs a real A_log, got a complex A")
+    args = (state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, A_is_log)
     if resolve(backend, x) == "triton":
         from seqssm.kernels.selective_state_update import selective_state_update_triton
 

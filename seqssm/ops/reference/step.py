@@ -25,13 +25,15 @@ def selective_state_update_ref(
     z: torch.Tensor | None = None,
     dt_bias: torch.Tensor | None = None,
     dt_softplus: bool = False,
+    A_is_log: bool = False,
 ) -> torch.Tensor:
-    """Advances ``state`` by one step in place and returns y shaped like x, in x's dtype."""
+    """Advances ``state`` by one step in place and returns y shaped like x, in x's dtype.
+    ``A_is_log``: A holds log(-A) (real A), as the modules' ``A_log`` parameter."""
     if state.dim() == 3:  # Mamba-1: view as one head of head_dim = dim
         y = selective_state_update_ref(
             state.unsqueeze(1), x.unsqueeze(1), dt.unsqueeze(1), A.unsqueeze(0), B.unsqueeze(1),
             C.unsqueeze(1), None if D is None else D.unsqueeze(0), None if z is None else z.unsqueeze(1),
-            None if dt_bias is None else dt_bias.unsqueeze(0), dt_softplus,
+            None if dt_bias is None else dt_bias.unsqueeze(0), dt_softplus, A_is_log,
         )
         return y.squeeze(1)
     heads, groups = state.shape[1], B.shape[1]
@@ -46,6 +48,10 @@ def selective_state_update_ref(
         delta = delta + dt_bias.to(real)
     if dt_softplus:
         delta = F.softplus(delta)
+    if A_is_log:
+        A = -torch.exp(A.to(real))
+    elif not A.is_complex():
+        A = A.to(real)
     h = state * torch.exp(delta[..., None] * A) + (delta * xr)[..., None] * Bh[:, :, None, :]
     state.copy_(h)
     y = (h * Ch[:, :, None, :]).sum(-1)
