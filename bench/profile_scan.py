@@ -65,6 +65,7 @@ def aot(T: int = 8, nw: int = 4, T_bwd: int = 4, T_cplx: int | None = None, T_bw
     import os
 
     os.environ.pop("TRITON_INTERPRET", None)
+    from seqssm.kernels.selective_scan_bwd_seq import SCATTER_SUMS
     from seqssm.kernels.selective_scan_bwd_seq import scan_bwd_seq_kernel as bwd
     from seqssm.kernels.selective_scan_fwd_seq import scan_fwd_seq_kernel as fwd
 
@@ -84,11 +85,13 @@ def aot(T: int = 8, nw: int = 4, T_bwd: int = 4, T_cplx: int | None = None, T_bw
                                FAST_TRIG=True),
                  {"u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr"}, f"/tmp/fwd_seq_cplx_local{int(local)}")
     for local in (False, True):
-        _compile(bwd, nw, dict(common, T=T_bwd, LOCAL=local, HAS_MIN=True, CPLX=False, FAST_TRIG=False),
+        _compile(bwd, nw, dict(common, T=T_bwd, LOCAL=local, HAS_MIN=True, CPLX=False, FAST_TRIG=False,
+                               SCATTER=SCATTER_SUMS, SHFL_PTX=True),
                  {"u_ptr", "dt_ptr", "z_ptr", "gout_ptr", "B_ptr", "C_ptr", "gu_ptr", "gdt_ptr", "gz_ptr"},
                  f"/tmp/bwd_seq_local{int(local)}")
     for local in (False, True):
-        _compile(bwd, nw, dict(common, T=T_bwd_cplx, LOCAL=local, HAS_MIN=True, CPLX=True, FAST_TRIG=True),
+        _compile(bwd, nw, dict(common, T=T_bwd_cplx, LOCAL=local, HAS_MIN=True, CPLX=True, FAST_TRIG=True,
+                               SCATTER=SCATTER_SUMS, SHFL_PTX=True),
                  {"u_ptr", "dt_ptr", "z_ptr", "gout_ptr", "B_ptr", "C_ptr", "gu_ptr", "gdt_ptr", "gz_ptr"},
                  f"/tmp/bwd_seq_cplx_local{int(local)}")
 

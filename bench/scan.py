@@ -202,25 +202,48 @@ def sweep(ours, kern, shapes) -> list:
     return out
 
 
-def seq_sweep(ours, seq, shapes) -> list:
-    """Time the time-sequential forward for (num_warps, target_warps) choices (target_warps 0: one
-    segment, no split); keeps the fastest (summed relative time) in seq.CONFIG."""
-    out, saved = [], dict(seq.CONFIG)
-    cfgs = [(nw, tw) for nw in (4, 2) for tw in (0, 1056, 2112, 4224)]
+def legacy_plan(seq):
+    """The time split before 2026-12-04: segments until programs x warps reach 2,112 warps (about two
+    waves of the forward at 4 blocks per SM, four of the backward), whatever the resident slots."""
+    import triton
+
+    from seqssm.kernels.selective_scan_common import pow2_divisor
+
+    def plan(batch, dim, L, groups, num_warps, cfg, slots):
+        block_d = pow2_divisor(dim // groups, 32 * num_warps)
+        warps = triton.cdiv(dim, block_d) * batch * num_warps
+        n_ck = triton.cdiv(L, cfg["CK"])
+        n_seg = max(1, min(triton.cdiv(2112, warps), cfg["max_seg"], n_ck))
+        seg_len = triton.cdiv(n_ck, n_seg) * cfg["CK"]
+        return block_d, seg_len, triton.cdiv(L, seg_len)
+
+    return plan
+
+
+def plan_sweep(ours, seq, bwd_mod, shapes) -> list:
+    """Forward and forward+backward under each time split (legacy: 2,112 warps; waves k: the resident
+    slots at blocks_per_sm x k, i.e. k full waves) and, at the default split, with the ḡB/ḡC sums as
+    tl.sum's all-reduce instead of the reduce-scatter. Nothing is kept: the table uses the defaults."""
+    out, saved, saved_plan = [], dict(seq.CONFIG), seq.plan
+    variants = [("legacy", None, True), ("waves1", 1, True), ("waves2", 2, True), ("waves1_tlsum", 1, False)]
     for batch, dim, L in shapes:
         t = scan_inputs(batch, dim, 16, L)
-        for nw, tw in cfgs:
-            seq.CONFIG.update(num_warps=nw, target_warps=tw)
-            ms = bench(lambda t=t: ours.selective_scan_fn(*t, True, backend="triton"))
-            out.append({"shape": [batch, dim, L], "kind": "fwd_seq", "cfg": [nw, tw], "ms": ms})
-            log("seq sweep", out[-1])
-    seq.CONFIG.update(saved)
-    best = {tuple(r["shape"]): min(q["ms"] for q in out if q["shape"] == r["shape"]) for r in out}
-    score = {}
-    for r in out:
-        score[tuple(r["cfg"])] = score.get(tuple(r["cfg"]), 0.0) + r["ms"] / best[tuple(r["shape"])]
-    nw, tw = min(score, key=score.get)
-    seq.CONFIG.update(num_warps=nw, target_warps=tw)
+        call = lambda t=t: ours.selective_scan_fn(*t, True, backend="triton")
+        for name, k, scatter in variants:
+            seq.plan = legacy_plan(seq) if k is None else saved_plan
+            for key in ("blocks_per_sm", "bwd_blocks_per_sm", "cplx_blocks_per_sm"):
+                seq.CONFIG[key] = saved[key] * (k or 1)
+            bwd_mod.SCATTER_SUMS = scatter
+            r = {"shape": [batch, dim, L], "variant": name}
+            if scatter:
+                r["fwd_ms"] = bench(call)
+            r["fwdbwd_ms"] = bench(fwd_bwd(call, t))
+            out.append(r)
+            log("plan sweep", r)
+        seq.plan, bwd_mod.SCATTER_SUMS = saved_plan, True
+        seq.CONFIG.update(saved)
+        del t
+        torch.cuda.empty_cache()
     return out
 
 
@@ -263,7 +286,8 @@ def main():
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--block", action="store_true", help="also time the whole Mamba block")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--seq-sweep", action="store_true", help="tune the time-sequential forward first")
+    ap.add_argument("--plan-sweep", action="store_true", help="time the time splits and ḡB/ḡC sums first")
+    ap.add_argument("--rows", default="", help="BATCHxDIMxL,... instead of the issue's table")
     ap.add_argument("--seq-bwd-sweep", action="store_true", help="tune the time-sequential backward first")
     ap.add_argument("--no-build", action="store_true", help="skip mamba_ssm (no anchor)")
     ap.add_argument("--budget-s", type=float, default=430.0, help="stop starting new rows after this")
@@ -312,9 +336,10 @@ def main():
         log("chosen config", kern.CONFIG)
         save()
     seq = importlib.import_module("seqssm.kernels.selective_scan_seq")
-    if a.seq_sweep and DEV == "cuda":
-        res["seq_sweep"] = seq_sweep(ours, seq, [(4, 2048, 8192), (1, 2048, 131072), (8, 2048, 8192)])
-        log("chosen seq config", seq.CONFIG)
+    if a.plan_sweep and DEV == "cuda":
+        bwd_mod = importlib.import_module("seqssm.kernels.selective_scan_bwd_seq")
+        res["plan_sweep"] = plan_sweep(ours, seq, bwd_mod, [(4, 2048, 2048), (4, 2048, 8192), (4, 2048, 32768),
+                                                             (1, 2048, 131072)])
         save()
     if a.seq_bwd_sweep and DEV == "cuda":
         res["seq_bwd_sweep"] = seq_bwd_sweep(ours, seq, [(4, 2048, 8192), (1, 2048, 131072)])
@@ -323,7 +348,8 @@ def main():
     res["config"] = dict(kern.CONFIG)
     res["seq_config"] = dict(seq.CONFIG)
     n = 16
-    for batch, dim, L in table_shapes(a.quick):
+    rows = [tuple(int(v) for v in r.split("x")) for r in a.rows.split(",")] if a.rows else table_shapes(a.quick)
+    for batch, dim, L in rows:
         if time.time() - T0 > a.budget_s:
             log("budget reached, skipping", batch, dim, L)
             continue
@@ -423,6 +449,13 @@ def write_md(res: dict, path: str) -> None:
                 L.append(f"| {r['d_model']} | {r['L']} | {r['batch']} | {f(r, 'ours_fwdbwd_ms', 3)} | "
                          f"{f(r, 'mamba_ssm_fwdbwd_ms', 3)} | {f(r, 'ratio_fwdbwd')} | {f(r, 'ours_GiB')} | "
                          f"{f(r, 'mamba_ssm_GiB')} |")
+    if res.get("plan_sweep"):
+        L += ["", "## Time split and ḡB/ḡC sums (ms; legacy = 2,112 warps, wavesK = K full waves of resident "
+              "programs, _tlsum = tl.sum all-reduce instead of the reduce-scatter)", "",
+              "| batch x dim x L | variant | fwd | fwd+bwd |", "| --- | --- | --- | --- |"]
+        for r in res["plan_sweep"]:
+            L.append(f"| {'x'.join(map(str, r['shape']))} | {r['variant']} | {f(r, 'fwd_ms', 3)} | "
+                     f"{f(r, 'fwdbwd_ms', 3)} |")
     L += ["", "GPU check (relative errors):", "", "```", json.dumps(res.get("check"), indent=1), "```"]
     open(path, "w").write("\n".join(L) + "\n")
 

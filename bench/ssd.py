@@ -267,6 +267,24 @@ def time_mamba1(row, scan_fn, batch, dim, L):
         row["scan_error"] = f"{type(e).__name__}: {str(e)[:200]}"
 
 
+def time_fla(row, batch, heads, n, L):
+    """flash-linear-attention's ``chunk_simple_gla`` on the same problem without D and z: q = C and k = B
+    (one group, expanded to every head: fla takes per-head q, k), v = x·Δ, g = Δ·A (log decay per head
+    and step), scale 1. Inputs are prepared outside the timed region (fla's best case); Δ = softplus(dt +
+    dt_bias) as in ours. Its forward is compared with ours *with* D and z (the issue's target)."""
+    from fla.ops.simple_gla import chunk_simple_gla
+
+    t = ssd_inputs(batch, heads, 64, n, L)
+    dt = F.softplus(t["dt"].float() + t["dt_bias"])
+    q = t["C"].expand(batch, L, heads, n).contiguous()
+    k = t["B"].expand(batch, L, heads, n).contiguous()
+    v = (t["x"].float() * dt[..., None]).to(torch.bfloat16)
+    g = (dt * t["A"]).contiguous()
+    call = lambda: chunk_simple_gla(q, k, v, g, scale=1.0)[0]
+    row["fla_fwd_ms"] = bench(call)
+    row["fla_fwdbwd_ms"] = bench(fwd_bwd(call, [q, k, v, g]))
+
+
 def render_md(res):
     """The results table in Markdown: medians in ms, ratios ours / mamba_ssm."""
     f = lambda v: "" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
@@ -274,8 +292,9 @@ def render_md(res):
              f"copy {res.get('copy_bytes_per_s', 0) / 1e12:.2f} TB/s, bf16 matmul "
              f"{res.get('bf16_flops', 0) / 1e12:.0f} TFLOP/s; flash-linear-attention: {res['fla']}", "",
              "| d_inner | L x batch | N | ours fwd | mamba_ssm fwd | ratio | ours fwd+bwd | mamba_ssm fwd+bwd | ratio "
-             "| floor fwd / fwd+bwd | SDPA fwd / fwd+bwd | our Mamba-1 scan fwd / fwd+bwd |",
-             "|" + " --- |" * 12]
+             "| floor fwd / fwd+bwd | SDPA fwd / fwd+bwd | our Mamba-1 scan fwd / fwd+bwd "
+             "| fla fwd / fwd+bwd (no D, z) |",
+             "|" + " --- |" * 13]
     for r in res["rows"]:
         lines.append(" | ".join([
             "", str(r["d_inner"]), f"{r['L']} x {r['batch']}", str(r["N"]), f(r.get("ours_fwd_ms")),
@@ -283,7 +302,9 @@ def render_md(res):
             f(r.get("mamba_ssm_fwdbwd_ms")), f(r.get("ratio_fwdbwd")),
             f"{f(r.get('fwd_floor_ms'))} / {f(r.get('fwdbwd_floor_ms'))}",
             f"{f(r.get('sdpa_fwd_ms'))} / {f(r.get('sdpa_fwdbwd_ms'))}",
-            f"{f(r.get('our_mamba1_scan_fwd_ms'))} / {f(r.get('our_mamba1_scan_fwdbwd_ms'))}", ""]).strip())
+            f"{f(r.get('our_mamba1_scan_fwd_ms'))} / {f(r.get('our_mamba1_scan_fwdbwd_ms'))}",
+            f"{f(r.get('fla_fwd_ms'))} / {f(r.get('fla_fwdbwd_ms'))}" if "fla_error" not in r else r["fla_error"][:80],
+            ""]).strip())
     return "\n".join(lines) + "\n"
 
 
@@ -294,6 +315,7 @@ SHAPES = {
     "wide": [(4096, 8192, 4)],
     "long": [(2048, 131072, 1), (4096, 131072, 1)],
     "huge": [(2048, 1048576, 1)],
+    "mid": [(2048, 4096, 4)],
 }
 
 
@@ -363,6 +385,12 @@ def main():
                 torch.cuda.empty_cache()
             if n == 128 and L <= 32768:
                 time_sdpa(row, batch, dim, L)
+            if res["fla"] == "present":
+                try:
+                    time_fla(row, batch, heads, n, L)
+                except Exception as e:
+                    row["fla_error"] = f"{type(e).__name__}: {str(e)[:300]}"
+                torch.cuda.empty_cache()
             if n == 128 and scan_fn is not None and L <= 131072:
                 time_mamba1(row, scan_fn, batch, dim, L)
             for k in ("fwd", "fwdbwd"):

@@ -60,6 +60,11 @@ import triton
 import triton.language as tl
 
 from seqssm.kernels.selective_scan_fwd_seq import bc_at, col, delta_tile, exp_complex, put, step, step_complex
+from seqssm.kernels.warp_sum import warp_sum_scatter
+
+# ḡB_t, ḡC_t per warp by the butterfly reduce-scatter of ``warp_sum`` (N - 1 shuffles per sum for N <= 32)
+# rather than tl.sum's all-reduce (5·N); False keeps tl.sum (bench/scan.py times both)
+SCATTER_SUMS = True
 
 
 @triton.jit
@@ -100,6 +105,7 @@ def scan_bwd_seq_kernel(
     N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, CK: tl.constexpr,
     LOCAL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_MIN: tl.constexpr, CPLX: tl.constexpr = False, FAST_TRIG: tl.constexpr = False,
+    SCATTER: tl.constexpr = False, SHFL_PTX: tl.constexpr = False,
 ):
     pid_d = tl.program_id(0)
     n_dblk = tl.num_programs(0)
@@ -261,19 +267,32 @@ def scan_bwd_seq_kernel(
                     y = put(y, offs_t, j, 2.0 * tl.sum(hr * cr[None, :] - hj * ci[None, :], axis=1))
                     gdd = put(gdd, offs_t, j, tl.sum(gqr * A2, axis=1) * LN2 + tl.sum(gqi * Ai, axis=1) + uj * lb)
                     guu = put(guu, offs_t, j, dj * lb)
-                    # ḡB_t = Σ_d Δ u λ, ḡC_t = Σ_d 2 g conj(h): per-warp sums, row 0 of the (W, 2, N) tile
-                    # the real parts, row 1 the imaginary ones (the (batch, groups, L, 2, N) layout)
-                    r2 = tl.arange(0, 2)[None, :, None]
-                    pw = bc_row + (t0 + j) * (2 * N) + r2 * N + tl.zeros((W, 2, 1), tl.int32) + offs_n[None, None, :]
-                    mw = m_j[None, None, :] & (r2 >= 0)
-                    xbr = tl.sum(tl.reshape(dju[:, None] * lr, (W, BLOCK_D // W, NP)), axis=1)
-                    xbi = tl.sum(tl.reshape(dju[:, None] * li, (W, BLOCK_D // W, NP)), axis=1)
-                    xcr = tl.sum(tl.reshape(g2 * hr, (W, BLOCK_D // W, NP)), axis=1)
-                    xci = tl.sum(tl.reshape(g2 * hj, (W, BLOCK_D // W, NP)), axis=1)
-                    tl.atomic_add(gB_ptr + pw, tl.where(r2 == 0, xbr[:, None, :], xbi[:, None, :]), mask=mw,
-                                  sem="relaxed")
-                    tl.atomic_add(gC_ptr + pw, tl.where(r2 == 0, xcr[:, None, :], -xci[:, None, :]), mask=mw,
-                                  sem="relaxed")
+                    # ḡB_t = Σ_d Δ u λ, ḡC_t = Σ_d 2 g conj(h): per-warp sums into the (batch, groups, L,
+                    # (re, im), N) layout (real parts at +n, imaginary ones at +N + n)
+                    if SCATTER:
+                        sbr, n_s, rep = warp_sum_scatter(dju[:, None] * lr, SHFL_PTX)
+                        sbi, _, _ = warp_sum_scatter(dju[:, None] * li, SHFL_PTX)
+                        scc, _, _ = warp_sum_scatter(g2 * hr, SHFL_PTX)
+                        sci, _, _ = warp_sum_scatter(g2 * hj, SHFL_PTX)
+                        ps = bc_row + (t0 + j) * (2 * N) + n_s
+                        ms = rep & (n_s < N) & (t0 + j < L)
+                        tl.atomic_add(gB_ptr + ps, sbr, mask=ms, sem="relaxed")
+                        tl.atomic_add(gB_ptr + ps + N, sbi, mask=ms, sem="relaxed")
+                        tl.atomic_add(gC_ptr + ps, scc, mask=ms, sem="relaxed")
+                        tl.atomic_add(gC_ptr + ps + N, -sci, mask=ms, sem="relaxed")
+                    else:  # row 0 of the (W, 2, N) tile the real parts, row 1 the imaginary ones
+                        r2 = tl.arange(0, 2)[None, :, None]
+                        pw = (bc_row + (t0 + j) * (2 * N) + r2 * N + tl.zeros((W, 2, 1), tl.int32)
+                              + offs_n[None, None, :])
+                        mw = m_j[None, None, :] & (r2 >= 0)
+                        xbr = tl.sum(tl.reshape(dju[:, None] * lr, (W, BLOCK_D // W, NP)), axis=1)
+                        xbi = tl.sum(tl.reshape(dju[:, None] * li, (W, BLOCK_D // W, NP)), axis=1)
+                        xcr = tl.sum(tl.reshape(g2 * hr, (W, BLOCK_D // W, NP)), axis=1)
+                        xci = tl.sum(tl.reshape(g2 * hj, (W, BLOCK_D // W, NP)), axis=1)
+                        tl.atomic_add(gB_ptr + pw, tl.where(r2 == 0, xbr[:, None, :], xbi[:, None, :]), mask=mw,
+                                      sem="relaxed")
+                        tl.atomic_add(gC_ptr + pw, tl.where(r2 == 0, xcr[:, None, :], -xci[:, None, :]), mask=mw,
+                                      sem="relaxed")
                     mu, mui = adjoint_step_complex(lr, li, A2, Ai, dj, FAST_TRIG)
                 gD, gb = tile_out(y, gdd, guu, uu, gy, go, zz, sz, x, Dv, gD, gb, offs, m, gu_ptr, gdt_ptr, gz_ptr,
                                   HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS)
@@ -305,15 +324,24 @@ def scan_bwd_seq_kernel(
                     y = put(y, offs_t, j, tl.sum(hj * cj[None, :], axis=1))
                     gdd = put(gdd, offs_t, j, tl.sum(gq * A2, axis=1) * LN2 + uj * lb)
                     guu = put(guu, offs_t, j, dj * lb)
-                    # ḡB_t, ḡC_t: sums over each warp's channels (shuffles), added atomically. The
-                    # (W, 2, N) pointer tile (second row masked off) gets a layout that keeps each warp's
-                    # sums in that warp (the (W, N) one moved them between warps through shared memory)
-                    pw = bc_row + (t0 + j) * N + tl.zeros((W, 2, 1), tl.int32) + offs_n[None, None, :]
-                    mw = m_j[None, None, :] & (tl.arange(0, 2)[None, :, None] == 0)
-                    xb = tl.sum(tl.reshape(dju[:, None] * lam, (W, BLOCK_D // W, NP)), axis=1)
-                    xc = tl.sum(tl.reshape(hj * gj[:, None], (W, BLOCK_D // W, NP)), axis=1)
-                    tl.atomic_add(gB_ptr + pw, tl.broadcast_to(xb[:, None, :], (W, 2, NP)), mask=mw, sem="relaxed")
-                    tl.atomic_add(gC_ptr + pw, tl.broadcast_to(xc[:, None, :], (W, 2, NP)), mask=mw, sem="relaxed")
+                    # ḡB_t, ḡC_t: sums over each warp's channels, added atomically
+                    if SCATTER:  # reduce-scatter (warp_sum): one sum per lane, 15 shuffles at N 16
+                        sb, n_s, rep = warp_sum_scatter(dju[:, None] * lam, SHFL_PTX)
+                        sc, _, _ = warp_sum_scatter(hj * gj[:, None], SHFL_PTX)
+                        ps = bc_row + (t0 + j) * N + n_s
+                        ms = rep & (n_s < N) & (t0 + j < L)
+                        tl.atomic_add(gB_ptr + ps, sb, mask=ms, sem="relaxed")
+                        tl.atomic_add(gC_ptr + ps, sc, mask=ms, sem="relaxed")
+                    else:  # fewer than 32 channels: tl.sum. The (W, 2, N) pointer tile (second row
+                        # masked off) keeps each warp's sums in that warp
+                        pw = bc_row + (t0 + j) * N + tl.zeros((W, 2, 1), tl.int32) + offs_n[None, None, :]
+                        mw = m_j[None, None, :] & (tl.arange(0, 2)[None, :, None] == 0)
+                        xb = tl.sum(tl.reshape(dju[:, None] * lam, (W, BLOCK_D // W, NP)), axis=1)
+                        xc = tl.sum(tl.reshape(hj * gj[:, None], (W, BLOCK_D // W, NP)), axis=1)
+                        tl.atomic_add(gB_ptr + pw, tl.broadcast_to(xb[:, None, :], (W, 2, NP)), mask=mw,
+                                      sem="relaxed")
+                        tl.atomic_add(gC_ptr + pw, tl.broadcast_to(xc[:, None, :], (W, 2, NP)), mask=mw,
+                                      sem="relaxed")
                     mu = tl.exp2(dj[:, None] * A2) * lam
                 gD, gb = tile_out(y, gdd, guu, uu, gy, go, zz, sz, x, Dv, gD, gb, offs, m, gu_ptr, gdt_ptr, gz_ptr,
                                   HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS)
@@ -349,6 +377,7 @@ def launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in, grads, mout,
     batch, dim, L = u.shape
     N = A.shape[1] // (2 if cplx else 1)
     gu, gdt, gz, gA, gB, gC, gD, gbias = grads
+    ptx = u.is_cuda and os.environ.get("TRITON_INTERPRET") != "1"  # inline PTX (not the interpreter)
     grid = (triton.cdiv(dim, block_d), batch, n_seg)
     scan_bwd_seq_kernel[grid](
         u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in,
@@ -356,6 +385,6 @@ def launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in, grads, mout,
         dim, L, seg_len, n_seg, ch_per_group, Bt.shape[1],
         N=N, NP=max(triton.next_power_of_2(N), 2), BLOCK_D=block_d, T=t, CK=ck, LOCAL=local,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=bias is not None, SOFTPLUS=softplus_,
-        HAS_MIN=mu_in is not None, CPLX=cplx,
-        FAST_TRIG=cplx and u.is_cuda and os.environ.get("TRITON_INTERPRET") != "1", num_warps=num_warps,
+        HAS_MIN=mu_in is not None, CPLX=cplx, FAST_TRIG=cplx and ptx,
+        SCATTER=SCATTER_SUMS and block_d % 32 == 0, SHFL_PTX=ptx, num_warps=num_warps,
     )

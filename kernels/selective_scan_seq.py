@@ -16,6 +16,8 @@ checkpoints (batch, n_ck, dim, N), fp32.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 
@@ -25,17 +27,33 @@ from seqssm.kernels.selective_scan_fwd_seq import launch_fwd_seq
 from seqssm.kernels.selective_scan_seg import propagate
 
 # num_warps: BLOCK_D = 32·num_warps channels per program (one per thread). T: steps per unrolled tile.
-# CK: checkpoint interval for the backward (multiple of T). target_warps: split time into segments
-# until programs x warps reach this; max_seg caps S. H100 sweep (bench/scan.py --seq-sweep,
-# 2026-11-23): (4 warps, 2112) best overall; no split is 4-18x slower (a lone warp per scheduler is
-# latency-bound), 1056/4224 within 5-40%. bwd_T: steps per tile of the backward, whose T states are held
-# in registers (T·N fp32 per thread); CK must be a multiple of it.
+# CK: checkpoint interval for the backward (multiple of T). Segments: time is split until the programs
+# fill the GPU's resident slots once (SMs x blocks_per_sm programs), never more: a grid that exceeds a
+# whole wave by a fraction leaves a tail in which a few programs run alone (ncu, H100, 2026-11-23, 8K x 4
+# x 2048: the old split gave 576 programs = 1.09 waves of the forward and 2.18 of the backward, "up to
+# 33 %" of the backward's time in the tail). blocks_per_sm is the occupancy that the registers allow
+# (65,536 / (registers x 32 x num_warps)): forward 128 registers -> 4, backward and complex 255 -> 2
+# (ncu / ptxas, 4 warps). max_seg caps S. bwd_T: steps per tile of the backward, whose T states are
+# held in registers (T·N fp32 per thread); CK must be a multiple of it.
 # T_cplx: T of the complex-A forward (two state tiles and two B/C vectors per step): 4 compiles to 254
 # registers without spills on sm_90a, 8 spills (bench/profile_scan.py --aot).
-CONFIG = {"num_warps": 4, "T": 8, "CK": 64, "target_warps": 2112, "max_seg": 64, "bwd_T": 4, "T_cplx": 4,
-          "bwd_T_cplx": 2}
-INTERPRET_CONFIG = {"num_warps": 2, "T": 4, "CK": 8, "target_warps": 1 << 30, "max_seg": 4, "bwd_T": 4,
-                    "bwd_T_cplx": 2}
+CONFIG = {"num_warps": 4, "T": 8, "CK": 64, "blocks_per_sm": 4, "bwd_blocks_per_sm": 2, "cplx_blocks_per_sm": 2,
+          "max_seg": 64, "bwd_T": 4, "T_cplx": 4, "bwd_T_cplx": 2}
+# the interpreter: no SMs; as many segments as max_seg allows
+INTERPRET_CONFIG = {"num_warps": 2, "T": 4, "CK": 8, "blocks_per_sm": 1 << 30, "bwd_blocks_per_sm": 1 << 30,
+                    "cplx_blocks_per_sm": 1 << 30, "max_seg": 4, "bwd_T": 4, "bwd_T_cplx": 2}
+
+
+def resident_programs(device: torch.device, blocks_per_sm: int) -> int:
+    """Programs the device runs at once at ``blocks_per_sm`` per SM (the interpreter: blocks_per_sm)."""
+    if device.type != "cuda":
+        return blocks_per_sm
+    return _sm_count(device.index if device.index is not None else torch.cuda.current_device()) * blocks_per_sm
+
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def config(device: torch.device) -> dict:
@@ -72,12 +90,13 @@ def bc_seq(M: torch.Tensor, cplx: bool = False) -> torch.Tensor:
     return M.transpose(-1, -2).contiguous()
 
 
-def plan(batch: int, dim: int, L: int, groups: int, num_warps: int, cfg: dict) -> tuple[int, int, int]:
-    """(block_d, seg_len, n_seg): segments of a multiple of CK steps, as few as fill the GPU."""
+def plan(batch: int, dim: int, L: int, groups: int, num_warps: int, cfg: dict, slots: int) -> tuple[int, int, int]:
+    """(block_d, seg_len, n_seg): segments of a multiple of CK steps, as many as fit in ``slots``
+    resident programs (one wave), at least one."""
     block_d = pow2_divisor(dim // groups, 32 * num_warps)
-    warps = triton.cdiv(dim, block_d) * batch * num_warps
+    programs = triton.cdiv(dim, block_d) * batch
     n_ck = triton.cdiv(L, cfg["CK"])
-    n_seg = max(1, min(triton.cdiv(cfg["target_warps"], warps), cfg["max_seg"], n_ck))
+    n_seg = max(1, min(slots // programs, cfg["max_seg"], n_ck))
     seg_len = triton.cdiv(n_ck, n_seg) * cfg["CK"]
     return block_d, seg_len, triton.cdiv(L, seg_len)
 
@@ -94,7 +113,8 @@ def fwd_seq(u, dt, A, Bt, Ct, D, z, bias, h0, *, softplus_: bool, groups: int, s
     cfg = dict(config(u.device))
     cfg["CK"] = ck or cfg["CK"]
     nw = cfg["num_warps"]
-    block_d, seg_len, n_seg = plan(batch, dim, L, groups, nw, cfg)
+    slots = resident_programs(u.device, cfg["cplx_blocks_per_sm" if cplx else "blocks_per_sm"])
+    block_d, seg_len, n_seg = plan(batch, dim, L, groups, nw, cfg, slots)
     f32 = dict(device=u.device, dtype=torch.float32)
     out = torch.empty_like(u)
     hout = torch.empty(batch, n_seg, dim, N, **f32)
@@ -130,7 +150,8 @@ def bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, glast, *, softplus_: bool,
         cfg["bwd_T"] = cfg["bwd_T_cplx"]
     cfg["CK"] = ck
     nw = cfg["num_warps"]
-    block_d, seg_len, n_seg = plan(batch, dim, L, groups, nw, cfg)
+    slots = resident_programs(u.device, cfg["bwd_blocks_per_sm"])
+    block_d, seg_len, n_seg = plan(batch, dim, L, groups, nw, cfg, slots)
     n_dblk = triton.cdiv(dim, block_d)
     f32 = dict(device=u.device, dtype=torch.float32)
     # ḡB, ḡC: fp32, accumulated by atomic adds of per-warp sums

@@ -29,12 +29,19 @@ if not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"):
     pytest.skip("Triton kernels need CUDA or TRITON_INTERPRET=1", allow_module_level=True)
 
 import seqssm.kernels.selective_scan as kern  # noqa: E402
+import seqssm.kernels.selective_scan_bwd_seq as bwd_mod  # noqa: E402
 import seqssm.kernels.selective_scan_seq as seq  # noqa: E402
 from seqssm.kernels.selective_scan import selective_scan_triton  # noqa: E402
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 TOL = {torch.float32: 2e-5, torch.bfloat16: 1.5e-2, torch.float16: 5e-3}
 NAMES = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"]
+
+
+def split_to_max_seg(cfg: dict, monkeypatch) -> None:
+    """As many time segments as max_seg allows, whatever the device's resident slots (on a GPU too)."""
+    for key in ("blocks_per_sm", "bwd_blocks_per_sm", "cplx_blocks_per_sm"):
+        monkeypatch.setitem(cfg, key, 1 << 30)
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -153,7 +160,7 @@ def test_complex_seq_segments(max_seg, monkeypatch, fwd_calls, seq_calls):
     gradients (with the last state's) against the oracle."""
     cfg = seq.config(torch.device(DEV))
     monkeypatch.setitem(cfg, "max_seg", max_seg)
-    monkeypatch.setitem(cfg, "target_warps", 1 << 30)
+    split_to_max_seg(cfg, monkeypatch)
     check(make(2, 8, 4, 45, cplx=True, bc="group"))
     assert fwd_calls == [True]
     assert seq_calls == [True]
@@ -234,7 +241,7 @@ def test_seq_forward_segments(max_seg, monkeypatch):
 
     cfg = seq.config(torch.device(DEV))
     monkeypatch.setitem(cfg, "max_seg", max_seg)
-    monkeypatch.setitem(cfg, "target_warps", 1 << 30)
+    split_to_max_seg(cfg, monkeypatch)
     d = make(2, 8, 4, 45, bc="group")
     dk = to_kernel(d, torch.float32)
     with torch.no_grad():
@@ -274,7 +281,7 @@ def test_segments(max_seg, monkeypatch, seq_calls):
     """Same gradients with one time segment or several (carry of μ across segments, REVERSE)."""
     cfg = seq.config(torch.device(DEV))
     monkeypatch.setitem(cfg, "max_seg", max_seg)
-    monkeypatch.setitem(cfg, "target_warps", 1 << 30)
+    split_to_max_seg(cfg, monkeypatch)
     check(make(2, 4, 4, 37, bc="group"))
     assert seq_calls
 
@@ -343,3 +350,19 @@ def test_complex_bwd_against_oracle(batch, dim, N, L, bc, groups, seq_calls):
     (of 64 under the interpreter) add into the same ḡB/ḡC entries."""
     check(make(batch, dim, N, L, cplx=True, bc=bc, groups=groups))
     assert seq_calls == [True]
+
+
+@pytest.mark.parametrize("cplx", [False, True])
+def test_reduce_scatter_sums(cplx, monkeypatch, seq_calls):
+    """ḡB, ḡC summed over each warp's 32 channels by the reduce-scatter (kernels/warp_sum.py; N 16, two
+    groups of 32 channels, batch 2) against the oracle, and equal to tl.sum's all-reduce path."""
+    d = make(2, 64, 16, 19, cplx=cplx, bc="group", groups=2)
+    check(d)
+    torch.manual_seed(0)  # the same output gradients for both runs
+    _, grads, _, _ = run_both(d, torch.float32, True)
+    monkeypatch.setattr(bwd_mod, "SCATTER_SUMS", False)
+    torch.manual_seed(0)
+    _, grads_sum, _, _ = run_both(d, torch.float32, True)
+    for k in ("B", "C"):
+        assert rel(grads[k].cpu(), grads_sum[k].cpu()) < 1e-6, k
+    assert seq_calls == [cplx] * 3
