@@ -86,12 +86,12 @@ def aot(T: int = 8, nw: int = 4, T_bwd: int = 4, T_cplx: int | None = None, T_bw
                  {"u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr"}, f"/tmp/fwd_seq_cplx_local{int(local)}")
     for local in (False, True):
         _compile(bwd, nw, dict(common, T=T_bwd, LOCAL=local, HAS_MIN=True, CPLX=False, FAST_TRIG=False,
-                               SCATTER=SCATTER_SUMS, SHFL_PTX=True),
+                               SCATTER=SCATTER_SUMS),
                  {"u_ptr", "dt_ptr", "z_ptr", "gout_ptr", "B_ptr", "C_ptr", "gu_ptr", "gdt_ptr", "gz_ptr"},
                  f"/tmp/bwd_seq_local{int(local)}")
     for local in (False, True):
         _compile(bwd, nw, dict(common, T=T_bwd_cplx, LOCAL=local, HAS_MIN=True, CPLX=True, FAST_TRIG=True,
-                               SCATTER=SCATTER_SUMS, SHFL_PTX=True),
+                               SCATTER=SCATTER_SUMS),
                  {"u_ptr", "dt_ptr", "z_ptr", "gout_ptr", "B_ptr", "C_ptr", "gu_ptr", "gdt_ptr", "gz_ptr"},
                  f"/tmp/bwd_seq_cplx_local{int(local)}")
 

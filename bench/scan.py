@@ -222,25 +222,26 @@ def legacy_plan(seq):
 
 def plan_sweep(ours, seq, bwd_mod, shapes) -> list:
     """Forward and forward+backward under each time split (legacy: 2,112 warps; waves k: the resident
-    slots at blocks_per_sm x k, i.e. k full waves) and, at the default split, with the ḡB/ḡC sums as
-    tl.sum's all-reduce instead of the reduce-scatter. Nothing is kept: the table uses the defaults."""
+    slots x k, i.e. k full waves) and, at two waves, with the other way of summing ḡB/ḡC
+    (reduce-scatter or tl.sum's all-reduce). Nothing is kept: the table uses the defaults."""
     out, saved, saved_plan = [], dict(seq.CONFIG), seq.plan
-    variants = [("legacy", None, True), ("waves1", 1, True), ("waves2", 2, True), ("waves1_tlsum", 1, False)]
+    default = bwd_mod.SCATTER_SUMS
+    variants = [("legacy", None, default), ("waves1", 1, default), ("waves2", 2, default), ("waves4", 4, default),
+                ("waves2_scatter" if not default else "waves2_tlsum", 2, not default)]
     for batch, dim, L in shapes:
         t = scan_inputs(batch, dim, 16, L)
         call = lambda t=t: ours.selective_scan_fn(*t, True, backend="triton")
         for name, k, scatter in variants:
             seq.plan = legacy_plan(seq) if k is None else saved_plan
-            for key in ("blocks_per_sm", "bwd_blocks_per_sm", "cplx_blocks_per_sm"):
-                seq.CONFIG[key] = saved[key] * (k or 1)
+            seq.CONFIG["waves"] = k or 1
             bwd_mod.SCATTER_SUMS = scatter
             r = {"shape": [batch, dim, L], "variant": name}
-            if scatter:
+            if scatter == default:
                 r["fwd_ms"] = bench(call)
             r["fwdbwd_ms"] = bench(fwd_bwd(call, t))
             out.append(r)
             log("plan sweep", r)
-        seq.plan, bwd_mod.SCATTER_SUMS = saved_plan, True
+        seq.plan, bwd_mod.SCATTER_SUMS = saved_plan, default
         seq.CONFIG.update(saved)
         del t
         torch.cuda.empty_cache()

@@ -54,16 +54,15 @@ later time, and the full pass starts from it. States, μ and per-segment paramet
 
 from __future__ import annotations
 
-import os
-
 import triton
 import triton.language as tl
 
+from seqssm.kernels.selective_scan_common import inline_ptx
 from seqssm.kernels.selective_scan_fwd_seq import bc_at, col, delta_tile, exp_complex, put, step, step_complex
 from seqssm.kernels.warp_sum import warp_sum_scatter
 
-# ḡB_t, ḡC_t per warp by the butterfly reduce-scatter of ``warp_sum`` (N - 1 shuffles per sum for N <= 32)
-# rather than tl.sum's all-reduce (5·N); False keeps tl.sum (bench/scan.py times both)
+# ḡB_t, ḡC_t per warp by the butterfly reduce-scatter of ``warp_sum`` (N - 1 exchanges per sum for N <= 32)
+# rather than tl.sum's all-reduce (5·N shuffles); bench/scan.py --plan-sweep times both
 SCATTER_SUMS = True
 
 
@@ -105,7 +104,7 @@ def scan_bwd_seq_kernel(
     N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, CK: tl.constexpr,
     LOCAL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_MIN: tl.constexpr, CPLX: tl.constexpr = False, FAST_TRIG: tl.constexpr = False,
-    SCATTER: tl.constexpr = False, SHFL_PTX: tl.constexpr = False,
+    SCATTER: tl.constexpr = False,
 ):
     pid_d = tl.program_id(0)
     n_dblk = tl.num_programs(0)
@@ -270,10 +269,10 @@ def scan_bwd_seq_kernel(
                     # ḡB_t = Σ_d Δ u λ, ḡC_t = Σ_d 2 g conj(h): per-warp sums into the (batch, groups, L,
                     # (re, im), N) layout (real parts at +n, imaginary ones at +N + n)
                     if SCATTER:
-                        sbr, n_s, rep = warp_sum_scatter(dju[:, None] * lr, SHFL_PTX)
-                        sbi, _, _ = warp_sum_scatter(dju[:, None] * li, SHFL_PTX)
-                        scc, _, _ = warp_sum_scatter(g2 * hr, SHFL_PTX)
-                        sci, _, _ = warp_sum_scatter(g2 * hj, SHFL_PTX)
+                        sbr, n_s, rep = warp_sum_scatter(dju[:, None] * lr)
+                        sbi, _, _ = warp_sum_scatter(dju[:, None] * li)
+                        scc, _, _ = warp_sum_scatter(g2 * hr)
+                        sci, _, _ = warp_sum_scatter(g2 * hj)
                         ps = bc_row + (t0 + j) * (2 * N) + n_s
                         ms = rep & (n_s < N) & (t0 + j < L)
                         tl.atomic_add(gB_ptr + ps, sbr, mask=ms, sem="relaxed")
@@ -325,9 +324,9 @@ def scan_bwd_seq_kernel(
                     gdd = put(gdd, offs_t, j, tl.sum(gq * A2, axis=1) * LN2 + uj * lb)
                     guu = put(guu, offs_t, j, dj * lb)
                     # ḡB_t, ḡC_t: sums over each warp's channels, added atomically
-                    if SCATTER:  # reduce-scatter (warp_sum): one sum per lane, 15 shuffles at N 16
-                        sb, n_s, rep = warp_sum_scatter(dju[:, None] * lam, SHFL_PTX)
-                        sc, _, _ = warp_sum_scatter(hj * gj[:, None], SHFL_PTX)
+                    if SCATTER:  # reduce-scatter (warp_sum): one sum per lane, 16 exchanges at N 16
+                        sb, n_s, rep = warp_sum_scatter(dju[:, None] * lam)
+                        sc, _, _ = warp_sum_scatter(hj * gj[:, None])
                         ps = bc_row + (t0 + j) * N + n_s
                         ms = rep & (n_s < N) & (t0 + j < L)
                         tl.atomic_add(gB_ptr + ps, sb, mask=ms, sem="relaxed")
@@ -377,7 +376,6 @@ def launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in, grads, mout,
     batch, dim, L = u.shape
     N = A.shape[1] // (2 if cplx else 1)
     gu, gdt, gz, gA, gB, gC, gD, gbias = grads
-    ptx = u.is_cuda and os.environ.get("TRITON_INTERPRET") != "1"  # inline PTX (not the interpreter)
     grid = (triton.cdiv(dim, block_d), batch, n_seg)
     scan_bwd_seq_kernel[grid](
         u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in,
@@ -385,6 +383,6 @@ def launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in, grads, mout,
         dim, L, seg_len, n_seg, ch_per_group, Bt.shape[1],
         N=N, NP=max(triton.next_power_of_2(N), 2), BLOCK_D=block_d, T=t, CK=ck, LOCAL=local,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=bias is not None, SOFTPLUS=softplus_,
-        HAS_MIN=mu_in is not None, CPLX=cplx, FAST_TRIG=cplx and ptx,
-        SCATTER=SCATTER_SUMS and block_d % 32 == 0, SHFL_PTX=ptx, num_warps=num_warps,
+        HAS_MIN=mu_in is not None, CPLX=cplx, FAST_TRIG=cplx and inline_ptx(u),
+        SCATTER=SCATTER_SUMS and block_d % 32 == 0, num_warps=num_warps,
     )

@@ -9,6 +9,9 @@ paper's Section 3.3.2), and the carry from earlier blocks enters as ``h_t = A_t 
 
 from __future__ import annotations
 
+import os
+
+import torch
 import triton
 import triton.language as tl
 
@@ -35,6 +38,11 @@ def first_order_complex(ar1, ai1, br1, bi1, ar2, ai2, br2, bi2):
 def softplus(x):
     """log(1 + e^x), exact to fp32 rounding for all x (identity above 20, as in mamba_ssm)."""
     return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))), x)
+
+
+def inline_ptx(x: torch.Tensor) -> bool:
+    """Whether kernels on ``x`` may use inline PTX (a CUDA tensor, not Triton's CPU interpreter)."""
+    return x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1"
 
 
 def pow2_divisor(n: int, cap: int) -> int:

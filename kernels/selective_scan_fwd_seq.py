@@ -33,12 +33,10 @@ backward takes these checkpoints.
 
 from __future__ import annotations
 
-import os
-
 import triton
 import triton.language as tl
 
-from seqssm.kernels.selective_scan_common import softplus
+from seqssm.kernels.selective_scan_common import inline_ptx, softplus
 
 
 @triton.jit
@@ -227,5 +225,5 @@ def launch_fwd_seq(u, dt, A, Bt, Ct, D, z, bias, hin, out, hout, decay, ckpt, *,
         N=N, NP=max(triton.next_power_of_2(N), 2), BLOCK_D=block_d, T=t, CK=ck, LOCAL=local,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=bias is not None, SOFTPLUS=softplus_,
         HAS_HIN=hin is not None, SAVE_CKPT=ckpt is not None, CPLX=cplx,
-        FAST_TRIG=cplx and u.is_cuda and os.environ.get("TRITON_INTERPRET") != "1", num_warps=num_warps,
+        FAST_TRIG=cplx and inline_ptx(u), num_warps=num_warps,
     )

@@ -28,20 +28,22 @@ from seqssm.kernels.selective_scan_seg import propagate
 
 # num_warps: BLOCK_D = 32·num_warps channels per program (one per thread). T: steps per unrolled tile.
 # CK: checkpoint interval for the backward (multiple of T). Segments: time is split until the programs
-# fill the GPU's resident slots once (SMs x blocks_per_sm programs), never more: a grid that exceeds a
-# whole wave by a fraction leaves a tail in which a few programs run alone (ncu, H100, 2026-11-23, 8K x 4
-# x 2048: the old split gave 576 programs = 1.09 waves of the forward and 2.18 of the backward, "up to
-# 33 %" of the backward's time in the tail). blocks_per_sm is the occupancy that the registers allow
-# (65,536 / (registers x 32 x num_warps)): forward 128 registers -> 4, backward and complex 255 -> 2
-# (ncu / ptxas, 4 warps). max_seg caps S. bwd_T: steps per tile of the backward, whose T states are
-# held in registers (T·N fp32 per thread); CK must be a multiple of it.
+# fill a whole number of waves of the GPU's resident slots (SMs x blocks_per_sm programs, x waves), never
+# more: a grid that exceeds a whole wave by a fraction leaves a tail in which a few programs run alone
+# (ncu, H100, 2026-11-23, 8K x 4 x 2048: the old split to 2,112 warps gave 576 programs = 1.09 waves of
+# the forward and 2.18 of the backward, "up to 33 %" of the backward's time in the tail). blocks_per_sm
+# is the occupancy that the registers allow (65,536 / (registers x 32 x num_warps)): forward 128
+# registers -> 4, backward and complex 255 -> 2 (ptxas, 4 warps). waves 2: on the H200 (bench/scan.py
+# --plan-sweep, 2026-12-04) forward+backward 6.45 / 6.07 / 5.89 ms at 8K x 4 for the old split / one wave /
+# two waves, 28.5 / 24.2 / 23.3 ms at 32K x 4, equal at 2K x 4. max_seg caps S. bwd_T: steps per tile
+# of the backward, whose T states are held in registers (T·N fp32 per thread); CK must be a multiple of it.
 # T_cplx: T of the complex-A forward (two state tiles and two B/C vectors per step): 4 compiles to 254
 # registers without spills on sm_90a, 8 spills (bench/profile_scan.py --aot).
 CONFIG = {"num_warps": 4, "T": 8, "CK": 64, "blocks_per_sm": 4, "bwd_blocks_per_sm": 2, "cplx_blocks_per_sm": 2,
-          "max_seg": 64, "bwd_T": 4, "T_cplx": 4, "bwd_T_cplx": 2}
+          "waves": 2, "max_seg": 64, "bwd_T": 4, "T_cplx": 4, "bwd_T_cplx": 2}
 # the interpreter: no SMs; as many segments as max_seg allows
 INTERPRET_CONFIG = {"num_warps": 2, "T": 4, "CK": 8, "blocks_per_sm": 1 << 30, "bwd_blocks_per_sm": 1 << 30,
-                    "cplx_blocks_per_sm": 1 << 30, "max_seg": 4, "bwd_T": 4, "bwd_T_cplx": 2}
+                    "cplx_blocks_per_sm": 1 << 30, "waves": 1, "max_seg": 4, "bwd_T": 4, "bwd_T_cplx": 2}
 
 
 def resident_programs(device: torch.device, blocks_per_sm: int) -> int:
@@ -92,7 +94,7 @@ def bc_seq(M: torch.Tensor, cplx: bool = False) -> torch.Tensor:
 
 def plan(batch: int, dim: int, L: int, groups: int, num_warps: int, cfg: dict, slots: int) -> tuple[int, int, int]:
     """(block_d, seg_len, n_seg): segments of a multiple of CK steps, as many as fit in ``slots``
-    resident programs (one wave), at least one."""
+    programs (whole waves of resident programs), at least one."""
     block_d = pow2_divisor(dim // groups, 32 * num_warps)
     programs = triton.cdiv(dim, block_d) * batch
     n_ck = triton.cdiv(L, cfg["CK"])
@@ -113,7 +115,7 @@ def fwd_seq(u, dt, A, Bt, Ct, D, z, bias, h0, *, softplus_: bool, groups: int, s
     cfg = dict(config(u.device))
     cfg["CK"] = ck or cfg["CK"]
     nw = cfg["num_warps"]
-    slots = resident_programs(u.device, cfg["cplx_blocks_per_sm" if cplx else "blocks_per_sm"])
+    slots = resident_programs(u.device, cfg["cplx_blocks_per_sm" if cplx else "blocks_per_sm"]) * cfg["waves"]
     block_d, seg_len, n_seg = plan(batch, dim, L, groups, nw, cfg, slots)
     f32 = dict(device=u.device, dtype=torch.float32)
     out = torch.empty_like(u)
@@ -150,7 +152,7 @@ def bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, glast, *, softplus_: bool,
         cfg["bwd_T"] = cfg["bwd_T_cplx"]
     cfg["CK"] = ck
     nw = cfg["num_warps"]
-    slots = resident_programs(u.device, cfg["bwd_blocks_per_sm"])
+    slots = resident_programs(u.device, cfg["bwd_blocks_per_sm"]) * cfg["waves"]
     block_d, seg_len, n_seg = plan(batch, dim, L, groups, nw, cfg, slots)
     n_dblk = triton.cdiv(dim, block_d)
     f32 = dict(device=u.device, dtype=torch.float32)

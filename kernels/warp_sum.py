@@ -8,15 +8,15 @@ channels of a warp is an all-reduce: 5 butterfly levels, each shuffling all NP v
 ``warp_sum_scatter`` is the butterfly reduce-scatter instead. At the level with lane distance k
 (k = 16, 8, 4, 2, 1) a lane keeps one half of its values (the upper half if its lane bit k is set),
 sends the other half to lane ^ k and adds what it receives: the number of values halves at each level,
-so the shuffles are NP/2 + NP/4 + ... (NP - 1 when NP <= 32, 15 at NP = 16; then one more level per
+so the exchanges are NP/2 + NP/4 + ... (NP - 1 when NP <= 32, 15 at NP = 16; then one more level per
 lane bit left). Afterwards lane l holds the warp's sums for the R = max(NP / 32, 1) states
 n = l·NP/32 + r (integer division, r < R); for NP < 32 the 32/NP lanes with the same n hold the same
 sum, and the one with l·NP divisible by 32 is the representative.
 
-On the GPU the exchange is ``shfl.sync.bfly``; under the interpreter it is the same permutation of
-rows (row d takes row d ^ k) by a reshape and a flip, so the interpreter runs the same algorithm.
-Requires BLOCK_D to be a multiple of 32 with rows on lanes in order (row = 32·warp + lane), which is
-the layout of the scan kernels' (BLOCK_D, NP) tiles (threadsPerWarp [32, 1], all NP in the thread).
+The exchange "row d takes row d ^ k" is written in Triton (a reshape and ``tl.flip`` of the size-2 axis
+that is lane bit k), so the compiler lowers it for whatever layout it picks: with rows on lanes, one
+shuffle per value. (An inline-PTX ``shfl.sync.bfly`` version, which is only right when the operand's rows
+lie on lanes in order, gave a wrong ḡB on the H200 with triton 3.6 while ḡC was right: 2026-12-04.)
 """
 
 from __future__ import annotations
@@ -26,19 +26,11 @@ import triton.language as tl
 
 
 @triton.jit
-def shfl_xor(x, k: tl.constexpr, FAST: tl.constexpr):
-    """Row d of the (BLOCK_D, R) fp32 tile ``x`` replaced by row d ^ k (k < 32, a lane distance)."""
-    if FAST:
-        xi = x.to(tl.int32, bitcast=True)
-        kk = tl.full(x.shape, k, tl.int32)
-        y = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, $2, 0x1f, 0xffffffff;", "=r,r,r", [xi, kk],
-                                      dtype=tl.int32, is_pure=False, pack=1)
-        return y.to(tl.float32, bitcast=True)
-    else:
-        BD: tl.constexpr = x.shape[0]
-        R: tl.constexpr = x.shape[1]
-        y = tl.flip(tl.reshape(x, (BD // (2 * k), 2, k, R)), 1)
-        return tl.reshape(y, (BD, R))
+def xor_rows(x, k: tl.constexpr):
+    """Row d of the (BLOCK_D, R) tile ``x`` replaced by row d ^ k (k a power of two below BLOCK_D)."""
+    BD: tl.constexpr = x.shape[0]
+    R: tl.constexpr = x.shape[1]
+    return tl.reshape(tl.flip(tl.reshape(x, (BD // (2 * k), 2, k, R)), 1), (BD, R))
 
 
 @triton.jit
@@ -50,8 +42,9 @@ def halves(x):
 
 
 @triton.jit
-def warp_sum_scatter(x, FAST: tl.constexpr):
-    """Reduce-scatter of a (BLOCK_D, NP) fp32 tile over each warp's 32 rows (module docstring).
+def warp_sum_scatter(x):
+    """Reduce-scatter of a (BLOCK_D, NP) fp32 tile over each warp's 32 rows (module docstring); BLOCK_D a
+    multiple of 32.
 
     Returns (s, n, rep): s (BLOCK_D, R) the sums this lane holds, n (BLOCK_D, R) their state indices,
     rep (BLOCK_D, 1) true on one lane of each group that holds the same sums."""
@@ -63,9 +56,9 @@ def warp_sum_scatter(x, FAST: tl.constexpr):
         if (NP >> i) >= 2:  # halve: keep one half, send the other
             lo, hi = halves(s)
             up = (lane & (16 >> i)) != 0
-            s = tl.where(up, hi, lo) + shfl_xor(tl.where(up, lo, hi), 16 >> i, FAST)
+            s = tl.where(up, hi, lo) + xor_rows(tl.where(up, lo, hi), 16 >> i)
         else:  # one value left: plain butterfly add
-            s = s + shfl_xor(s, 16 >> i, FAST)
+            s = s + xor_rows(s, 16 >> i)
     R: tl.constexpr = (NP + 31) // 32
     n = (lane * NP) // 32 + tl.arange(0, R)[None, :]
     rep = (lane * NP) % 32 == 0
