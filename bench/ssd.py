@@ -316,6 +316,7 @@ SHAPES = {
     "long": [(2048, 131072, 1), (4096, 131072, 1)],
     "huge": [(2048, 1048576, 1)],
     "mid": [(2048, 4096, 4)],
+    "lose": [(2048, 131072, 1), (2048, 1048576, 1)],  # where the 2026-11-23 run lost to mamba_ssm
 }
 
 
@@ -382,6 +383,7 @@ def main():
                     del t, fb
                 except Exception as e:
                     row[f"{name}_error"] = f"{type(e).__name__}: {str(e)[:300]}"
+                print(name, {k: v for k, v in row.items() if k.startswith(name)}, flush=True)  # autotuning is slow
                 torch.cuda.empty_cache()
             if n == 128 and L <= 32768:
                 time_sdpa(row, batch, dim, L)
