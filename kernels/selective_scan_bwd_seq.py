@@ -36,8 +36,10 @@ channels, one time segment); each thread owns one channel and all N states, so h
 N) register tiles and every Σ_n is inside the thread. u, Δ, z, ḡout are read as (BLOCK_D, T) tiles (T
 steps of a channel in one vector load), ḡu, ḡdelta, ḡz written as such tiles; B_t, C_t are broadcast
 N-vectors from (batch, groups, L, N). ḡB_t, ḡC_t are sums over channels: each warp sums its 32
-channels with shuffles (5 levels x N values, no shared memory) and adds the N sums atomically into an
-fp32 (batch, groups, L, N) buffer (dim/32 adds per address; the order of the adds is not fixed).
+channels by the butterfly reduce-scatter of ``warp_sum`` (N - 1 exchanges per sum for N <= 32, after
+which each lane holds one state's sum; no shared memory; ``tl.sum``'s 5·N-shuffle all-reduce when a
+program has fewer than 32 channels) and adds the sums atomically into an fp32 (batch, groups, L, N)
+buffer (dim/32 adds per address; the order of the adds is not fixed).
 
 Time runs backwards chunk by chunk (CK steps, the forward's checkpoint interval). For each chunk the
 state at its start is read from the forward's checkpoints and run forward once, writing the state at
