@@ -5,15 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
+import seqssm.ops.reference.selective_scan as chunked
 from seqssm.ops import selective_scan_fn
 from seqssm.ops.reference.recurrence import selective_scan_naive
 from seqssm.ops.reference.selective_scan import selective_scan_ref
 
 F64 = torch.float64
+NAMES = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().norm() / b.abs().norm()).item()
+
+
+def to32(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.complex64 if t.is_complex() else torch.float32)
 
 
 def make(batch, dim, L, N, cplx, layout, delta_scale=1.0, seed=0, dtype=F64):
@@ -68,20 +74,78 @@ def test_negative_delta_without_softplus():
     assert rel(selective_scan_ref(*args, chunk_size=16)[0], selective_scan_naive(*args)[0]) < 1e-10
 
 
-def test_fp32_matches_float64_oracle():
-    a = make(2, 8, 300, 16, False, "bnl", delta_scale=5.0)
-    args = [a[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
-    ref_out, ref_h = selective_scan_naive(*args, True)
-    out, h = selective_scan_ref(*(t.float() for t in args), True)
-    assert out.dtype == torch.float32 and h.dtype == torch.float32
-    assert rel(out.double(), ref_out) < 1e-5 and rel(h.double(), ref_h) < 1e-5
+@pytest.mark.parametrize("cplx", [False, True])
+@pytest.mark.parametrize("layout", ["bnl", "bgnl", "dn"])
+def test_fp32_matches_float64_oracle(cplx, layout):
+    a = make(2, 8, 300, 16, cplx, layout, delta_scale=5.0)
+    args = [a[k] for k in NAMES]
+    ref_out, ref_h = selective_scan_naive(*args, True, a["initial_state"])
+    out, h = selective_scan_ref(*map(to32, args), True, to32(a["initial_state"]))
+    assert out.dtype == torch.float32 and h.dtype == to32(ref_h).dtype
+    assert rel(out.double(), ref_out) < 1e-5 and rel(h.to(ref_h.dtype), ref_h) < 1e-5
+
+
+def naive_grads(a, names, w):
+    """Gradients of sum(out * w) + sum(|last state|) through the float64 naive scan."""
+    leaves = {k: a[k].clone().requires_grad_() for k in names}
+    out, h = selective_scan_naive(*[leaves[k] for k in NAMES], True, leaves["initial_state"])
+    return out, h, torch.autograd.grad((out * w).sum() + h.abs().sum(), [leaves[k] for k in names])
+
+
+@pytest.mark.parametrize("cplx", [False, True])
+def test_fp32_large_delta_and_A_stay_finite(cplx):
+    """softplus inputs up to 20 and |A| up to 100, chunks of 64 (halved until the exponents fit, down
+    to single steps): values and gradients finite and equal to the float64 naive scan's."""
+    a = make(2, 4, 150, 6, cplx, "bnl", seed=5)
+    g = torch.Generator().manual_seed(6)
+    a["delta"] = torch.rand(2, 4, 150, generator=g, dtype=F64) * 24 - 4  # softplus(20) = 20
+    a["A"] = a["A"] * 25  # real parts down to -100
+    names = NAMES + ["initial_state"]
+    w = torch.randn(2, 4, 150, generator=g, dtype=F64)
+    ref_out, ref_h, ref_g = naive_grads(a, names, w)
+    with torch.no_grad():  # without autograd the exponent limit is twice as high
+        out, h = selective_scan_ref(*[to32(a[k]) for k in NAMES], True, to32(a["initial_state"]), chunk_size=64)
+    assert rel(out.double(), ref_out) < 1e-5 and rel(h.to(ref_h.dtype), ref_h) < 1e-5
+    leaves = {k: to32(a[k]).requires_grad_() for k in names}
+    out, h = selective_scan_ref(*[leaves[k] for k in NAMES], True, leaves["initial_state"], chunk_size=64)
+    grads = torch.autograd.grad((out * w.float()).sum() + h.abs().sum(), [leaves[k] for k in names])
+    assert rel(out.double(), ref_out) < 1e-5 and rel(h.to(ref_h.dtype), ref_h) < 1e-5
+    for name, g32, g64 in zip(names, grads, ref_g, strict=True):
+        assert torch.isfinite(torch.view_as_real(g32) if g32.is_complex() else g32).all(), name
+        assert rel(g32.to(g64.dtype), g64) < 1e-4, name
+
+
+@pytest.mark.parametrize("cplx", [False, True])
+def test_blocks_and_shorter_chunks_with_and_without_autograd(cplx, monkeypatch):
+    """Several blocks of 3 chunks, a partial last chunk, and one block redone with shorter chunks:
+    the in-place path (no autograd) and the autograd path both equal the naive scan, and so do the
+    gradients."""
+    monkeypatch.setattr(chunked, "BLOCK_ELEMENTS", 3 * 16 * 2 * 5 * 4)
+    a = make(2, 4, 203, 5, cplx, "bgnl", delta_scale=2.0, seed=7)
+    a["delta"][:, :, 100:104] *= 1e3  # |Δ a| ~ 1e3, over the float64 limits (400; 200 under autograd)
+    names = NAMES + ["initial_state"]
+    w = torch.randn(2, 4, 203, generator=torch.Generator().manual_seed(8), dtype=F64)
+    ref_out, ref_h, ref_g = naive_grads(a, names, w)
+    args = [a[k] for k in NAMES]
+    with torch.no_grad():
+        out, h = selective_scan_ref(*args, True, a["initial_state"], chunk_size=16)
+    assert rel(out, ref_out) < 1e-10 and rel(h, ref_h) < 1e-10
+    leaves = {k: a[k].clone().requires_grad_() for k in names}
+    out_g, h_g = selective_scan_ref(*[leaves[k] for k in NAMES], True, leaves["initial_state"], chunk_size=16)
+    assert rel(out_g, out) < 1e-12 and rel(h_g, h) < 1e-12
+    grads = torch.autograd.grad((out_g * w).sum() + h_g.abs().sum(), [leaves[k] for k in names])
+    for name, g, g_ref in zip(names, grads, ref_g, strict=True):
+        assert rel(g, g_ref) < 1e-9, name
 
 
 @pytest.mark.parametrize("cplx", [False, True])
 @pytest.mark.parametrize("layout", ["bnl", "dn"])
-def test_gradcheck(cplx, layout):
+@pytest.mark.parametrize("single_steps", [False, True])
+def test_gradcheck(cplx, layout, single_steps):
     a = make(2, 2, 7, 3, cplx, layout, delta_scale=3.0)
-    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"]
+    if single_steps:  # |Δ a| > the float64 limit: chunks halved down to single steps
+        a["delta"][:, :, 2:4] *= 500
+    names = NAMES + ["initial_state"]
     inputs = [a[k].clone().requires_grad_() for k in names]
 
     def f(u, delta, A, B, C, D, z, delta_bias, h0):

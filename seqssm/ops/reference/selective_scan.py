@@ -2,25 +2,36 @@
 
 The recurrence (Gu & Dao 2023, eq. 2a-2b; Algorithm 2 with Ā = exp(ΔA), B̄ = ΔB)::
 
-    h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t          h: (batch, dim, N)
-    y_t = C_t · h_t + D u_t                            complex A: y_t = 2 Re(C_t · h_t) + D u_t
+    h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t          h: (batch, dim, N)                    (2a)
+    y_t = C_t · h_t + D u_t                            complex A: y_t = 2 Re(C_t · h_t) + D u_t  (2b)
     out_t = y_t · silu(z_t)
 
 is evaluated a chunk of T steps at a time, with no Python loop over time steps. Inside a chunk let
-S_t = Δ_1 + ... + Δ_t (S_0 = 0, h_0 the state entering the chunk). Unrolling the recurrence,
-per channel d and state index n (a = A[d, n])::
+S_t = Δ_1 + ... + Δ_t (S_0 = 0, h_0 the state entering the chunk). Unrolling (2a), per channel d and
+state index n (a = A[d, n])::
 
-    h_t = exp(a S_t) h_0 + Σ_{s≤t} exp(a (S_t - S_s)) Δ_s B_s u_s
-        = E_t ⊙ (G h_0 + Σ_{s≤t} F_s Δ_s B_s u_s),
-    E_t = exp(a (S_t - m)),  F_s = exp(-a (S_s - m)),  G = exp(a m)
+    h_t = exp(a S_t) h_0 + Σ_{s≤t} exp(a (S_t - S_s)) Δ_s u_s B_s
+        = E_t ⊙ (G h_0 + Q_t),   Q_t = Σ_{s≤t} Δ_s u_s B_s / E_s,
+    E_t = exp(a (S_t - m)),  G = exp(a m)
 
-a factorised form: one cumulative sum over the chunk, O(T·N) work per channel, and every op runs on
-a cache-sized (batch, dim, T, N) block. The offset m (the midpoint of the range of S over the chunk,
-per channel) centres the exponents, so every factor lies in [exp(-R), exp(R)] with
-R = max_n |Re a| (max S - min S) / 2. If R exceeds what the compute dtype holds with margin
-(``MAX_EXPONENT``), the chunk is halved, recursively; a single step is done directly as
-h = exp(Δ a) h_0 + Δ B u, which cannot overflow. No clamping is ever applied, so the result is exact
-up to rounding, and rounding is relative to the largest term, as in a plain scan.
+a factorised form: one exp per element, a division and a cumulative sum over the chunk. The offset m
+(per chunk and channel, the midpoint of the range of S_0..S_T) centres the exponents, so every factor
+lies in [exp(-R), exp(R)] with R = max_n |Re a| (max S - min S) / 2. The states entering the chunks
+follow from a short recurrence over chunks, h_0' = exp(a S_T) h_0 + E_T ⊙ Q_T.
+
+Laid out for a CPU: the K chunks of one block (``BLOCK_ELEMENTS`` elements of (K, T, batch, N, dim),
+a few MB that stay in cache) are computed together, time-major, so that the cumulative sum is T - 1
+in-place adds of (K, batch, N, dim) slices (under autograd, a (T, T) lower-triangular matmul); exp is
+``exp2`` of A·log2(e) (several times faster than ``exp`` in torch's CPU kernels); with a time-varying
+C, the contraction (2b) is a batched (1, N) @ (N, dim) matrix product, as C_t is shared by the
+channels of a group. Without autograd every intermediate lives in buffers reused from block to block
+(fresh pages cost more than the arithmetic).
+
+If R exceeds what the compute dtype holds with margin (``MAX_EXPONENT``, halved under autograd), the
+block is redone with chunks half as long, recursively; with T = 1 the offset is the step itself
+(m = Δ), so E = 1 and G = exp(Δ a): the plain recurrence, which cannot overflow. No clamping is ever
+applied, so the result is exact up to rounding, and rounding is relative to the largest term, as in a
+plain scan.
 
 The state is fp32 (complex64 for complex A), or float64 (complex128) when u is float64; the output is
 in u's dtype. Everything is plain autograd, so all inputs are differentiable.
@@ -33,9 +44,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-CHUNK = 64
-# Largest |exponent| allowed for the factors E, F and G: exp(MAX) times the inputs must stay finite.
-MAX_EXPONENT = {torch.float32: 20.0, torch.float64: 200.0}
+CHUNK = 16
+# Elements of one block of (K chunks, T, batch, N, dim): 4 MB per fp32 intermediate, cache-resident.
+BLOCK_ELEMENTS = 1 << 20
+# Largest R (|exponent| of the factors E and G): exp(R) times the inputs must stay finite. The backward
+# multiplies by 1/E^2, so under autograd 2R must fit too: half the limit.
+MAX_EXPONENT = {torch.float32: 40.0, torch.float64: 400.0}
+LOG2E = 1.0 / math.log(2.0)
 
 
 def _unpack_complex(M: torch.Tensor, real: torch.dtype) -> torch.Tensor:
@@ -43,73 +58,189 @@ def _unpack_complex(M: torch.Tensor, real: torch.dtype) -> torch.Tensor:
     return torch.view_as_complex(M.to(real).unflatten(-1, (-1, 2)).contiguous())
 
 
+def _groups(M: torch.Tensor) -> int:
+    """Channel groups of B/C: G for (batch, G, N, L), else 1."""
+    return M.shape[1] if M.dim() == 4 else 1
+
+
 class _BC:
-    """B or C in one of mamba_ssm's layouts, sliced per chunk into a tensor that broadcasts
-    against (batch, dim, T, N)."""
+    """B or C in one of mamba_ssm's layouts, time-major (L, batch, G, N), or (G, N, dim // G) when
+    time-invariant; channel d belongs to group d // (dim // G)."""
 
-    def __init__(self, M: torch.Tensor, dim: int, is_complex: bool, real: torch.dtype, cplx: torch.dtype):
-        if M.dim() == 2:  # time-invariant (dim, N)
-            self.M, self.repeat = M.to(cplx if M.is_complex() else real)[None, :, None, :], 0
+    def __init__(self, M: torch.Tensor, dim: int, G: int, is_complex: bool, real: torch.dtype, state: torch.dtype):
+        self.varying = M.dim() > 2
+        if not self.varying:
+            self.M = M.to(state).view(G, dim // G, -1).transpose(1, 2).contiguous()
             return
-        M = _unpack_complex(M, real) if is_complex else M.to(real)
-        if M.dim() == 3:  # (batch, N, L): shared by all channels
-            M = M.unsqueeze(1)
-        groups = M.shape[1]  # channel d uses group d // (dim // groups)
-        self.M = M.transpose(-1, -2).contiguous()  # (batch, groups, L, N)
-        self.repeat = dim // groups if groups > 1 else 1
+        M = _unpack_complex(M, real) if is_complex else M
+        M = M.unsqueeze(1) if M.dim() == 3 else M  # (batch, groups, N, L)
+        self.M = M.to(state).repeat_interleave(G // M.shape[1], dim=1).permute(3, 0, 1, 2).contiguous()
 
-    def __call__(self, t0: int, t1: int) -> torch.Tensor:
-        if self.repeat == 0:
+    def steps(self, t0: int, n: int) -> torch.Tensor:
+        """Steps t0..t0+n-1, (n, batch, G, N), zero past the end of the sequence."""
+        M = self.M[t0 : t0 + n]
+        return F.pad(M, (0, 0, 0, 0, 0, 0, 0, n - M.shape[0])) if M.shape[0] < n else M
+
+    def against(self, t0: int, K: int, T: int) -> torch.Tensor:
+        """Broadcastable against (K, T, batch, G, N, dim // G)."""
+        if not self.varying:
             return self.M
-        block = self.M[:, :, t0:t1]
-        return block.repeat_interleave(self.repeat, dim=1) if self.repeat > 1 else block
+        M = self.steps(t0, K * T)
+        return M.view(K, T, *M.shape[1:], 1)
 
 
-def _range(S: torch.Tensor, rate: torch.Tensor):
-    """Midpoint m of [min(0, S), max(0, S)] along the last axis, per channel, and the exponent
-    half-range (hi - lo) · rate / 2 (``rate`` = max_n |Re A[d, n]|, shaped to broadcast)."""
-    S = S.detach()  # m is an offset that cancels exactly in E·F and E·G: no gradient through it
-    hi, lo = S.amax(-1).clamp(min=0), S.amin(-1).clamp(max=0)
-    return (hi + lo) / 2, (hi - lo) * rate / 2
+def _time_major(
+    x: torch.Tensor, n: int, out: torch.Tensor | None, rows: torch.Tensor | None, other: torch.Tensor | None = None
+) -> torch.Tensor:
+    """x (or x ⊙ other), (batch, dim, m) -> (n, batch, dim), zero after row m. Into the buffer ``out``
+    when given, through the contiguous buffer ``rows``: torch's 2-D transpose is fast only from a
+    contiguous source (a direct strided copy, rows L elements apart, thrashes the cache)."""
+    batch, dim, m = x.shape
+    if out is None:
+        return F.pad(x if other is None else x * other, (0, n - m)).permute(2, 0, 1).contiguous()
+    rows = rows.view(batch, dim, m)
+    if other is None:
+        rows.copy_(x)
+    else:
+        torch.mul(x, other, out=rows)
+    out[m:].zero_()
+    out[:m].view(m, batch * dim).copy_(rows.view(batch * dim, m).t())
+    return out
 
 
 class _Scan:
-    def __init__(self, dt, du, A, Bs, Cs, limit, h_grad=False):
-        self.dt, self.du, self.A, self.B, self.C, self.limit = dt, du, A, Bs, Cs, limit
-        # In-place products only where autograd does not need the overwritten values.
-        self.inplace = not torch.is_grad_enabled() or (not h_grad and not any(
-            t.requires_grad for t in (dt, du, A, Bs.M, Cs.M)
-        ))
-        self.rate = (A.real if A.is_complex() else A).abs().amax(-1)  # (dim,)
+    """One selective scan over (batch, dim, L) inputs, block by block."""
 
-    def block(self, h, t0, t1, S=None, m=None, R=None):
-        """Output (batch, dim, t1-t0) and state after step t1-1, from state h before step t0."""
-        if S is None:  # a piece of a split chunk: its own cumulative sum
-            S = self.dt[..., t0:t1].cumsum(-1)
-            m, half = _range(S, self.rate)
-            R = half.amax().item()
-        if R > self.limit:
-            if t1 - t0 == 1:
-                return self.step(h, t0)
-            mid = (t0 + t1) // 2
-            y0, h = self.block(h, t0, mid)
-            y1, h = self.block(h, mid, t1)
-            return torch.cat([y0, y1], -1), h
-        A, Bt, Ct = self.A, self.B(t0, t1), self.C(t0, t1)
-        E = torch.exp((S - m[..., None])[..., None] * A[:, None])  # (batch, dim, T, N)
-        W = torch.div(Bt, E)  # F_s B_s
-        W = W.mul_(self.du[..., t0:t1, None]) if self.inplace else W * self.du[..., t0:t1, None]
-        W[:, :, 0] += torch.exp(m[..., None] * A) * h  # G h_0 joins the first term of the sum
-        W.cumsum_(dim=2)  # (not saved by autograd, so in place is safe)
-        H = W.mul_(E) if self.inplace else W * E  # h_t for every t of the block
-        y = (H * Ct).sum(-1)
-        return (2 * y.real if y.is_complex() else y), H[:, :, -1]
+    def __init__(self, dt: torch.Tensor, u: torch.Tensor, A: torch.Tensor, B: _BC, C: _BC, G: int, T: int,
+                 limit: float, inplace: bool):
+        self.dt, self.u = dt, u  # Δ (after bias and softplus) and u, (batch, dim, L)
+        self.batch, self.dim, self.L = dt.shape
+        self.N, self.G, self.dg = A.shape[1], G, self.dim // G
+        self.A2 = (A * LOG2E).view(G, self.dg, self.N).transpose(1, 2).contiguous()  # (G, N, dg)
+        self.rate = (A.real if A.is_complex() else A).detach().abs().amax(-1)  # max_n |Re a|, (dim,)
+        self.B, self.C, self.limit = B, C, limit
+        self.block_len = max(1, BLOCK_ELEMENTS // (T * self.batch * self.N * self.dim)) * T
+        self.inplace = inplace  # no autograd: reuse buffers, update in place
+        self.buf = self._workspace(min(self.block_len, math.ceil(self.L / T) * T), T, A.dtype) if inplace else {}
 
-    def step(self, h, t):
-        """One plain recurrence step (used when a single Δ·A is too large to factorise)."""
-        h = torch.exp(self.dt[..., t, None] * self.A) * h + self.du[..., t, None] * self.B(t, t + 1)[:, :, 0]
-        y = (h * self.C(t, t + 1)[:, :, 0]).sum(-1, keepdim=True)
-        return (2 * y.real if y.is_complex() else y), h
+    def _workspace(self, steps: int, T: int, state: torch.dtype) -> dict[str, torch.Tensor]:
+        """Buffers for one block, one allocation per dtype: per step E, Q (batch·N·dim each) and y; per
+        chunk G, decay, local end state, entering state; Δ, Δu and a transpose scratch in u's dtype."""
+        row, col, K = self.batch * self.N * self.dim, self.batch * self.dim, math.ceil(steps / T)
+        steps += T  # a block redone with shorter chunks pads by less than T
+        parts = [(state, {"E": steps * row, "Q": steps * row, "y": steps * col,
+                          **{k: K * row for k in ("G", "decay", "local", "h0")}}),
+                 (self.dt.dtype, {k: steps * col for k in ("dt", "du", "rows")})]
+        buf = {}
+        for dtype, sizes in parts:
+            flat = torch.empty(sum(sizes.values()), dtype=dtype, device=self.dt.device)
+            for k, n in sizes.items():
+                buf[k], flat = flat[:n], flat[n:]
+        return buf
+
+    def _buf(self, name: str, *shape: int) -> torch.Tensor | None:
+        """Buffer ``name`` viewed as ``shape``; None (the op allocates) under autograd or when a block
+        redone with shorter chunks needs more than it holds."""
+        n = math.prod(shape)
+        return self.buf[name][:n].view(shape) if name in self.buf and self.buf[name].numel() >= n else None
+
+    def run(self, h: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y (batch, dim, L), final state) from the initial state h (batch, G, N, dim // G)."""
+        out = torch.empty_like(self.u) if self.inplace else None
+        ys = []
+        for t0 in range(0, self.L, self.block_len):
+            t1 = min(t0 + self.block_len, self.L)
+            y, h = self.block(h, t0, t1, T)
+            y = y[: t1 - t0].permute(1, 2, 0)
+            if out is None:
+                ys.append(y)
+            else:
+                out[:, :, t0:t1].copy_(y)
+        return (torch.cat(ys, dim=-1) if out is None else out), h
+
+    def block(self, h: torch.Tensor, t0: int, t1: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """y of steps t0..t1-1, time-major (n, batch, dim) with padding rows after t1-t0, and the state
+        after step t1-1, from the state h before step t0."""
+        b, d = self.batch, self.dim
+        K = math.ceil((t1 - t0) / T)
+        rows = self._buf("rows", b * d * (t1 - t0))
+        S = _time_major(self.dt[:, :, t0:t1], K * T, self._buf("dt", K * T, b, d), rows).view(K, T, b, d)
+        S = S.cumsum_(1) if self.inplace else S.cumsum(1)
+        m = self._offset(S, T)
+        if m is None:  # exponents out of range: the same steps in chunks half as long
+            return self.block(h, t0, t1, T // 2)
+        S = S.sub_(m[:, None]) if self.inplace else S - m[:, None]
+        du = _time_major(self.dt[:, :, t0:t1], K * T, self._buf("du", K * T, b, d), rows, self.u[:, :, t0:t1])
+        E, Q = self._factors(S, du, t0, K, T)
+        H, h = self._states(h, E, Q, m)
+        return self._contract(H, t0, K * T), h
+
+    def _offset(self, S: torch.Tensor, T: int) -> torch.Tensor | None:
+        """m per chunk, (K, batch, dim), from S (K, T, batch, dim); None if R > the limit."""
+        S = S.detach()  # m cancels exactly in E_t/E_s and E·G: no gradient through it
+        if T == 1:
+            return S[:, 0].clone()
+        hi, lo = S.amax(1).clamp_(min=0), S.amin(1).clamp_(max=0)
+        if ((hi - lo).amax(0) * self.rate).amax().item() / 2 > self.limit:
+            return None
+        return (hi + lo) / 2
+
+    def _factors(self, S: torch.Tensor, du: torch.Tensor, t0: int, K: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """E_t = exp(a (S_t - m)) and Q_t = Σ_{s≤t} Δ_s u_s B_s / E_s, (K, T, batch, G, N, dim // G),
+        from S - m and Δu, time-major (K, T, batch, dim)."""
+        b, G, N, dg = self.batch, self.G, self.N, self.dg
+        shape = (K, T, b, G, N, dg)
+        E, Q = self._buf("E", *shape), self._buf("Q", *shape)
+        E = torch.exp2(torch.mul(S.view(K, T, b, G, 1, dg), self.A2, out=E), out=E)
+        Q = torch.mul(self.B.against(t0, K, T), du.view(K, T, b, G, 1, dg), out=Q)
+        Q = torch.div(Q, E, out=Q if self.inplace else None)
+        if not self.inplace:  # a lower-triangular (T, T) matmul: torch's cumsum over a middle dim is slow
+            tri = torch.ones(T, T, dtype=Q.dtype, device=Q.device).tril_()
+            return E, torch.matmul(tri, Q.view(K, T, -1)).view(Q.shape)
+        rows = Q.unbind(1)
+        for prev, row in zip(rows[:-1], rows[1:], strict=True):
+            row.add_(prev)
+        return E, Q
+
+    def _states(
+        self, h: torch.Tensor, E: torch.Tensor, Q: torch.Tensor, m: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_t = E_t ⊙ (G h_0 + Q_t) at every step of the block (in Q's buffer), and the state after
+        it. The states h_0 entering the K chunks: h_0' = exp(a S_T) h_0 + E_T ⊙ Q_T, chunk by chunk."""
+        K, b, G, N, dg = E.shape[0], self.batch, self.G, self.N, self.dg
+        chunk = (K, b, G, N, dg)
+        Gm = self._buf("G", *chunk)
+        Gm = torch.exp2(torch.mul(m.view(K, b, G, 1, dg), self.A2, out=Gm), out=Gm)
+        decay = torch.mul(Gm, E[:, -1], out=self._buf("decay", *chunk))  # exp(a S_T)
+        local = torch.mul(E[:, -1], Q[:, -1], out=self._buf("local", *chunk))  # end state from h_0 = 0
+        hs = [h]
+        for decay_k, local_k in zip(decay.unbind(0), local.unbind(0), strict=True):
+            hs.append(torch.addcmul(local_k, decay_k, hs[-1]))
+        h0 = torch.stack(hs[:-1], out=self._buf("h0", *chunk))
+        Gh0 = torch.mul(Gm, h0, out=h0 if self.inplace else None)[:, None]
+        H = torch.add(Q, Gh0, out=Q if self.inplace else None)
+        return torch.mul(H, E, out=H if self.inplace else None), hs[-1]
+
+    def _contract(self, H: torch.Tensor, t0: int, n: int) -> torch.Tensor:
+        """y_t = C_t · h_t (2b) of the block, (n, batch, dim); twice the real part for complex A."""
+        b, G, N, dg = self.batch, self.G, self.N, self.dg
+        if self.C.varying:  # per step, batch and group: (1, N) @ (N, dim // G)
+            C = self.C.steps(t0, n).view(n * b * G, 1, N)
+            y = torch.bmm(C, H.view(n * b * G, N, dg), out=self._buf("y", n * b * G, 1, dg))
+        else:
+            y = torch.mul(H, self.C.M, out=H if self.inplace else None).sum(-2)
+        y = y.view(n, b, self.dim)
+        return 2 * y.real if y.is_complex() else y
+
+
+def _skip_and_gate(y: torch.Tensor, u: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None) -> torch.Tensor:
+    """(y + D u) · silu(z), each term optional; in place unless autograd records."""
+    inplace = not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in (y, u, D, z))
+    if D is not None:
+        y = torch.addcmul(y, u, D.to(u.dtype)[:, None], out=y if inplace else None)
+    if z is not None:
+        y = torch.mul(y, F.silu(z.to(u.dtype)), out=y if inplace else None)
+    return y
 
 
 def selective_scan_ref(
@@ -132,38 +263,25 @@ def selective_scan_ref(
     pairs on the last axis (2L). D, delta_bias: (dim,). initial_state: (batch, dim, N).
     """
     batch, dim, L = u.shape
+    N = A.shape[1]
     real = torch.float64 if u.dtype == torch.float64 else torch.float32
-    cplx = torch.complex128 if real == torch.float64 else torch.complex64
     is_complex = A.is_complex()
+    state = (torch.complex128 if real == torch.float64 else torch.complex64) if is_complex else real
     dt = delta.to(real)
     if delta_bias is not None:
         dt = dt + delta_bias.to(real)[:, None]
     if delta_softplus:
         dt = F.softplus(dt)
     uf = u.to(real)
-    A = A.to(cplx if is_complex else real)
+    A = A.to(state)
+    G = math.lcm(_groups(B), _groups(C))
+    Bs, Cs = (_BC(M, dim, G, is_complex, real, state) for M in (B, C))
     if initial_state is None:
-        h = torch.zeros(batch, dim, A.shape[1], dtype=A.dtype, device=u.device)
+        h = torch.zeros(batch, G, N, dim // G, dtype=state, device=u.device)
     else:
-        h = initial_state.to(A.dtype)
-    scan = _Scan(dt, dt * uf, A, _BC(B, dim, is_complex, real, cplx), _BC(C, dim, is_complex, real, cplx),
-                 MAX_EXPONENT[real], h.requires_grad)
-
-    # Cumulative sums, exponent offsets and ranges of all chunks at once (cheap: (batch, dim, L)).
-    T = min(chunk_size, L)
-    n_chunks = math.ceil(L / T)
-    S = F.pad(dt, (0, n_chunks * T - L)).view(batch, dim, n_chunks, T).cumsum(-1)
-    m, half = _range(S, scan.rate[:, None])
-    R = half.amax(dim=(0, 1)).tolist()
-
-    ys = []
-    for c in range(n_chunks):
-        t0, t1 = c * T, min(c * T + T, L)
-        y, h = scan.block(h, t0, t1, S[:, :, c, : t1 - t0], m[:, :, c], R[c])
-        ys.append(y)
-    y = torch.cat(ys, dim=-1)
-    if D is not None:
-        y = y + uf * D.to(real)[:, None]
-    if z is not None:
-        y = y * F.silu(z.to(real))
-    return y.to(u.dtype), h
+        h = initial_state.to(state).view(batch, G, dim // G, N).transpose(2, 3)
+    inplace = not torch.is_grad_enabled() or not any(t.requires_grad for t in (dt, uf, A, Bs.M, Cs.M, h))
+    T = max(1, min(chunk_size, L))
+    limit = MAX_EXPONENT[real] if inplace else MAX_EXPONENT[real] / 2
+    y, h = _Scan(dt, uf, A, Bs, Cs, G, T, limit, inplace).run(h, T)
+    return _skip_and_gate(y, uf, D, z).to(u.dtype), h.transpose(2, 3).reshape(batch, dim, N)
