@@ -202,22 +202,19 @@ def sweep(ours, kern, shapes) -> list:
     return out
 
 
-def legacy_plan(seq):
+def legacy_plan(plan):
     """The time split before 2026-12-04: segments until programs x warps reach 2,112 warps (about two
-    waves of the forward at 4 blocks per SM, four of the backward), whatever the resident slots."""
+    waves of the forward at 4 blocks per SM, four of the backward), whatever the resident slots: ``plan``
+    (selective_scan_seq.plan) given the slots that rule implies."""
     import triton
 
     from seqssm.kernels.selective_scan_common import pow2_divisor
 
-    def plan(batch, dim, L, groups, num_warps, cfg, slots):
-        block_d = pow2_divisor(dim // groups, 32 * num_warps)
-        warps = triton.cdiv(dim, block_d) * batch * num_warps
-        n_ck = triton.cdiv(L, cfg["CK"])
-        n_seg = max(1, min(triton.cdiv(2112, warps), cfg["max_seg"], n_ck))
-        seg_len = triton.cdiv(n_ck, n_seg) * cfg["CK"]
-        return block_d, seg_len, triton.cdiv(L, seg_len)
+    def legacy(batch, dim, L, groups, num_warps, cfg, slots):
+        programs = triton.cdiv(dim, pow2_divisor(dim // groups, 32 * num_warps)) * batch
+        return plan(batch, dim, L, groups, num_warps, cfg, triton.cdiv(2112, programs * num_warps) * programs)
 
-    return plan
+    return legacy
 
 
 def plan_sweep(ours, seq, bwd_mod, shapes) -> list:
@@ -232,7 +229,7 @@ def plan_sweep(ours, seq, bwd_mod, shapes) -> list:
         t = scan_inputs(batch, dim, 16, L)
         call = lambda t=t: ours.selective_scan_fn(*t, True, backend="triton")
         for name, k, scatter in variants:
-            seq.plan = legacy_plan(seq) if k is None else saved_plan
+            seq.plan = legacy_plan(saved_plan) if k is None else saved_plan
             seq.CONFIG["waves"] = k or 1
             bwd_mod.SCATTER_SUMS = scatter
             r = {"shape": [batch, dim, L], "variant": name}
