@@ -16,8 +16,9 @@ Rotation. For each position t, head h (group g = h // (heads / groups)) and pair
                                                              b_{2k+1} cos Θ - b_{2k} sin Θ)
 
 and the dims 2R..N-1 copied; the same for C (``seqssm/ops/rotary_ssd.py`` has the math). One program
-= a block of positions x one head x one sequence; B, C are read from their group and written per head,
-in their dtype, with the rotation in fp32.
+= a block of positions x a slice of one group's heads x one sequence: the group's B, C rows are read
+once (contiguous rows, split into even/odd pairs in registers) and written once per head, in their
+dtype, with the rotation in fp32 (sin.approx / cos.approx for 16-bit inputs on a GPU).
 
 Backward, with g' the gradient of b' and (b'_e, b'_o) the rotated pair::
 
@@ -41,37 +42,26 @@ import torch
 import triton
 import triton.language as tl
 
+from seqssm.kernels.selective_scan_common import inline_ptx
+from seqssm.kernels.selective_scan_fwd_seq import sincos
+
 BL = 32  # positions per program, and per angle block
+WARPS = 8  # the backward holds ~12 (BL, R) fp32 tiles: 8 warps keep them in registers at R = 64
 
 
 @triton.jit
-def _turn(X, O, src, dst, k, m, n, mr, cos, sin):
-    """One of B, C: its pairs turned by -Θ and its other dims copied, from group rows to head rows."""
-    e = tl.load(X + src + 2 * k[None, :], mask=m, other=0.0).to(tl.float32)
-    o = tl.load(X + src + 2 * k[None, :] + 1, mask=m, other=0.0).to(tl.float32)
-    tl.store(O + dst + 2 * k[None, :], (e * cos + o * sin).to(O.dtype.element_ty), mask=m)
-    tl.store(O + dst + 2 * k[None, :] + 1, (o * cos - e * sin).to(O.dtype.element_ty), mask=m)
-    tl.store(O + dst + n, tl.load(X + src + n, mask=mr, other=0.0), mask=mr)
+def _pairs(X, row, j, m2, BLOCK_L: tl.constexpr, BR: tl.constexpr):
+    """The (even, odd) parts (BLOCK_L, BR) of the first 2·BR dims of rows ``row``, fp32: one contiguous
+    row load, split in registers (strided even/odd loads and stores were 20x slower on the GPU)."""
+    x = tl.load(X + row + j[None, :], mask=m2, other=0.0).to(tl.float32)
+    return tl.split(tl.reshape(x, (BLOCK_L, BR, 2)))
 
 
 @triton.jit
-def _turn_back(X, GO, src, dst, k, m, n, mr, cos, sin):
-    """Gradient through ``_turn`` for one head: R(+Θ) GO as its (even, odd) pair parts, GO's other dims,
-    and this tensor's part of ∂L/∂Θ, all fp32 (the caller sums the first three over the group's heads)."""
-    e = tl.load(X + src + 2 * k[None, :], mask=m, other=0.0).to(tl.float32)
-    o = tl.load(X + src + 2 * k[None, :] + 1, mask=m, other=0.0).to(tl.float32)
-    ge = tl.load(GO + dst + 2 * k[None, :], mask=m, other=0.0).to(tl.float32)
-    go = tl.load(GO + dst + 2 * k[None, :] + 1, mask=m, other=0.0).to(tl.float32)
-    rest = tl.load(GO + dst + n, mask=mr, other=0.0).to(tl.float32)
-    return ge * cos - go * sin, ge * sin + go * cos, rest, ge * (o * cos - e * sin) - go * (e * cos + o * sin)
-
-
-@triton.jit
-def _store_pairs(GX, src, k, m, n, mr, even, odd, rest):
-    """A group's gradient rows: pairs interleaved back, other dims after them."""
-    tl.store(GX + src + 2 * k[None, :], even, mask=m)
-    tl.store(GX + src + 2 * k[None, :] + 1, odd, mask=m)
-    tl.store(GX + src + n, rest, mask=mr)
+def _put(X, row, j, m2, even, odd, BLOCK_L: tl.constexpr, BR: tl.constexpr):
+    """Store (even, odd) pairs interleaved into the first 2·BR dims of rows ``row``, in X's dtype."""
+    tl.store(X + row + j[None, :], tl.reshape(tl.join(even, odd), (BLOCK_L, 2 * BR)).to(X.dtype.element_ty),
+             mask=m2)
 
 
 @triton.jit
@@ -92,21 +82,27 @@ def _steps(DELTA, THETA, b, h, t, tm, k, L, H, R):
 
 
 @triton.jit
-def _angles(DELTA, THETA, OFF, b, h, pid_l, t, tm, k, L, H, R, NBLK):
-    """Θ_t = O[block] + Σ_{s≤t in block} Δ_s θ_s (BLOCK_L, BR), fp32."""
-    _, step = _steps(DELTA, THETA, b, h, t, tm, k, L, H, R)
-    off = tl.load(OFF + ((b * NBLK + pid_l) * H + h) * R + k, mask=k < R, other=0.0)
-    return tl.cumsum(step, 0) + off[None, :]
+def _group_rows(b, gs, t, tm, L, H, G, N, R, BR: tl.constexpr, BREST: tl.constexpr):
+    """For a program = (block of positions, slice ``gs`` of a group's heads): its group g, first head and
+    head count, the group rows of B, C (BLOCK_L, 1), pair columns j (2·BR) with their mask, pair
+    indices k with their mask, the other dims n (BREST) with their mask."""
+    split = tl.num_programs(1) // G
+    g, part = gs // split, gs % split
+    hpp = H // G // split  # heads per program
+    src = ((b * L + t[:, None]) * G + g) * N
+    j = tl.arange(0, 2 * BR)
+    k = tl.arange(0, BR)
+    n = 2 * R + tl.arange(0, BREST)[None, :]
+    return (g * split + part) * hpp, hpp, src, j, tm[:, None] & (j < 2 * R)[None, :], k, \
+        tm[:, None] & (k < R)[None, :], n, tm[:, None] & (n < N)
 
 
 @triton.jit
-def _rows(b, h, t, tm, k, L, H, G, N, R, BREST: tl.constexpr):
-    """Row starts in B, C (group of head h) and in the per-head outputs (BLOCK_L, 1); the pairs' mask;
-    the other dims n and their mask."""
-    src = ((b * L + t[:, None]) * G + h // (H // G)) * N
-    dst = ((b * L + t[:, None]) * H + h) * N
-    n = 2 * R + tl.arange(0, BREST)[None, :]
-    return src, dst, tm[:, None] & (k < R)[None, :], n, tm[:, None] & (n < N)
+def _head_angles(DELTA, OFF, theta, b, h, pid_l, t, tm, k, L, H, R, NBLK, FAST: tl.constexpr):
+    """sin, cos of Θ_t = O[block] + Σ_{s≤t in block} Δ_{s,h} θ_s for head h, (BLOCK_L, BR) fp32."""
+    delta = tl.load(DELTA + (b * L + t) * H + h, mask=tm, other=0.0).to(tl.float32)
+    off = tl.load(OFF + ((b * NBLK + pid_l) * H + h) * R + k, mask=k < R, other=0.0)
+    return sincos(tl.cumsum(delta[:, None] * theta, 0) + off[None, :], FAST)
 
 
 @triton.jit
@@ -124,49 +120,62 @@ def _block_sums(
 @triton.jit
 def _rotate_fwd(
     B, C, DELTA, THETA, OFF, BO, CO, L, H, G, N, R, NBLK,
-    BLOCK_L: tl.constexpr, BR: tl.constexpr, BREST: tl.constexpr,
+    BLOCK_L: tl.constexpr, BR: tl.constexpr, BREST: tl.constexpr, FAST: tl.constexpr,
 ):  # fmt: skip
-    pid_l, h, b, t, tm = _block(L, BLOCK_L)
-    k = tl.arange(0, BR)
-    ang = _angles(DELTA, THETA, OFF, b, h, pid_l, t, tm, k, L, H, R, NBLK)
-    cos, sin = tl.cos(ang), tl.sin(ang)
-    src, dst, m, n, mr = _rows(b, h, t, tm, k, L, H, G, N, R, BREST)
-    _turn(B, BO, src, dst, k, m, n, mr, cos, sin)
-    _turn(C, CO, src, dst, k, m, n, mr, cos, sin)
+    """One program = a block of positions x a slice of a group's heads: the group's B, C rows and θ are
+    read once, then each head's angles and rotated rows are computed and written."""
+    pid_l, gs, b, t, tm = _block(L, BLOCK_L)
+    h0, hpp, src, j, m2, k, mk, n, mr = _group_rows(b, gs, t, tm, L, H, G, N, R, BR, BREST)
+    theta = tl.load(THETA + (b * L + t[:, None]) * R + k[None, :], mask=mk, other=0.0).to(tl.float32)
+    b_e, b_o = _pairs(B, src, j, m2, BLOCK_L, BR)
+    c_e, c_o = _pairs(C, src, j, m2, BLOCK_L, BR)
+    b_r = tl.load(B + src + n, mask=mr, other=0.0)
+    c_r = tl.load(C + src + n, mask=mr, other=0.0)
+    for i in range(hpp):
+        h = h0 + i
+        sn, cs = _head_angles(DELTA, OFF, theta, b, h, pid_l, t, tm, k, L, H, R, NBLK, FAST)
+        dst = ((b * L + t[:, None]) * H + h) * N
+        _put(BO, dst, j, m2, b_e * cs + b_o * sn, b_o * cs - b_e * sn, BLOCK_L, BR)
+        _put(CO, dst, j, m2, c_e * cs + c_o * sn, c_o * cs - c_e * sn, BLOCK_L, BR)
+        tl.store(BO + dst + n, b_r, mask=mr)
+        tl.store(CO + dst + n, c_r, mask=mr)
 
 
 @triton.jit
 def _rotate_bwd(
     B, C, DELTA, THETA, OFF, GBO, GCO, GB, GC, GANG, GS, L, H, G, N, R, NBLK,
-    BLOCK_L: tl.constexpr, BR: tl.constexpr, BREST: tl.constexpr,
+    BLOCK_L: tl.constexpr, BR: tl.constexpr, BREST: tl.constexpr, FAST: tl.constexpr,
 ):  # fmt: skip
     """One program = a block of positions x one slice of a group's heads: GB, GC summed over the slice's
     heads in registers and written once (GB, GC: (SPLIT, batch, L, G, N), slices summed by the caller);
     ∂L/∂Θ per head and element (GANG) and its block sums (GS)."""
     pid_l, gs, b, t, tm = _block(L, BLOCK_L)
-    k = tl.arange(0, BR)
-    split = tl.num_programs(1) // G
-    g, part = gs // split, gs % split
-    hpg = H // G // split  # heads per program
+    h0, hpp, src, j, m2, k, mk, n, mr = _group_rows(b, gs, t, tm, L, H, G, N, R, BR, BREST)
+    theta = tl.load(THETA + (b * L + t[:, None]) * R + k[None, :], mask=mk, other=0.0).to(tl.float32)
+    b_e, b_o = _pairs(B, src, j, m2, BLOCK_L, BR)
+    c_e, c_o = _pairs(C, src, j, m2, BLOCK_L, BR)
     zp = tl.zeros((BLOCK_L, BR), dtype=tl.float32)
     zr = tl.zeros((BLOCK_L, BREST), dtype=tl.float32)
-    b_e, b_o, b_r, c_e, c_o, c_r = zp, zp, zr, zp, zp, zr
-    for i in range(hpg):
-        h = (g * split + part) * hpg + i
-        ang = _angles(DELTA, THETA, OFF, b, h, pid_l, t, tm, k, L, H, R, NBLK)
-        cos, sin = tl.cos(ang), tl.sin(ang)
-        src, dst, m, n, mr = _rows(b, h, t, tm, k, L, H, G, N, R, BREST)
-        e, o, r, db = _turn_back(B, GBO, src, dst, k, m, n, mr, cos, sin)
-        b_e, b_o, b_r = b_e + e, b_o + o, b_r + r
-        e, o, r, dc = _turn_back(C, GCO, src, dst, k, m, n, mr, cos, sin)
-        c_e, c_o, c_r = c_e + e, c_o + o, c_r + r
-        dang = db + dc
-        tl.store(GANG + ((b * L + t[:, None]) * H + h) * R + k[None, :], dang, mask=m)
+    gb_e, gb_o, gb_r, gc_e, gc_o, gc_r = zp, zp, zr, zp, zp, zr
+    for i in range(hpp):
+        h = h0 + i
+        sn, cs = _head_angles(DELTA, OFF, theta, b, h, pid_l, t, tm, k, L, H, R, NBLK, FAST)
+        dst = ((b * L + t[:, None]) * H + h) * N
+        ge, go = _pairs(GBO, dst, j, m2, BLOCK_L, BR)
+        gb_e, gb_o = gb_e + ge * cs - go * sn, gb_o + ge * sn + go * cs
+        dang = ge * (b_o * cs - b_e * sn) - go * (b_e * cs + b_o * sn)
+        ge, go = _pairs(GCO, dst, j, m2, BLOCK_L, BR)
+        gc_e, gc_o = gc_e + ge * cs - go * sn, gc_o + ge * sn + go * cs
+        dang += ge * (c_o * cs - c_e * sn) - go * (c_e * cs + c_o * sn)
+        gb_r += tl.load(GBO + dst + n, mask=mr, other=0.0).to(tl.float32)
+        gc_r += tl.load(GCO + dst + n, mask=mr, other=0.0).to(tl.float32)
+        tl.store(GANG + ((b * L + t[:, None]) * H + h) * R + k[None, :], dang, mask=mk)
         tl.store(GS + ((b * NBLK + pid_l) * H + h) * R + k, tl.sum(dang, 0), mask=k < R)
-    src, _, m, n, mr = _rows(b, (g * split + part) * hpg, t, tm, k, L, H, G, N, R, BREST)
-    offset = part.to(tl.int64) * tl.num_programs(2) * L * G * N  # this slice's copy
-    _store_pairs(GB + offset, src, k, m, n, mr, b_e, b_o, b_r)
-    _store_pairs(GC + offset, src, k, m, n, mr, c_e, c_o, c_r)
+    offset = (gs % (tl.num_programs(1) // G)).to(tl.int64) * tl.num_programs(2) * L * G * N  # this slice's copy
+    _put(GB + offset, src, j, m2, gb_e, gb_o, BLOCK_L, BR)
+    _put(GC + offset, src, j, m2, gc_e, gc_o, BLOCK_L, BR)
+    tl.store(GB + offset + src + n, gb_r, mask=mr)
+    tl.store(GC + offset + src + n, gc_r, mask=mr)
 
 
 @triton.jit
@@ -196,10 +205,16 @@ def _meta(N: int, R: int) -> dict:
     return dict(BLOCK_L=BL, BR=triton.next_power_of_2(R), BREST=triton.next_power_of_2(max(N - 2 * R, 1)))
 
 
+def _fast(B: torch.Tensor) -> bool:
+    """The GPU's sin.approx / cos.approx (absolute error ~1e-6 on the wrapped angles) for 16-bit B, C;
+    libdevice for fp32 / float64 and under the interpreter."""
+    return inline_ptx(B) and B.dtype in (torch.bfloat16, torch.float16)
+
+
 def head_split(heads_per_group: int, programs: int, target: int = 1024) -> int:
-    """Into how many slices the backward cuts each group's heads: the fewest (each slice's B, C gradients
-    are a full fp32 copy summed afterwards) that give about ``target`` programs; a divisor of
-    ``heads_per_group``."""
+    """Into how many slices both kernels cut each group's heads: the fewest that give about ``target``
+    programs (fewer slices read B, C and θ fewer times; in the backward each slice's B, C gradients are
+    a full fp32 copy summed afterwards); a divisor of ``heads_per_group``."""
     want = min(heads_per_group, max(1, -(-target // programs)))
     return next(d for d in range(want, heads_per_group + 1) if heads_per_group % d == 0)
 
@@ -226,12 +241,13 @@ class _RotaryPrepass(torch.autograd.Function):
         nblk, meta = triton.cdiv(L, BL), _meta(N, R)
         B, C, delta, theta = B.contiguous(), C.contiguous(), delta.contiguous(), theta.contiguous()
         S = torch.empty(batch, nblk, H, R, device=B.device, dtype=torch.float32)
-        grid = (nblk, H, batch)
-        _block_sums[grid](delta, theta, S, L, H, R, nblk, BLOCK_L=BL, BR=meta["BR"])
+        _block_sums[(nblk, H, batch)](delta, theta, S, L, H, R, nblk, BLOCK_L=BL, BR=meta["BR"])
         offsets, last = _offsets(S)
         BO = torch.empty(batch, L, H, N, device=B.device, dtype=B.dtype)
         CO = torch.empty(batch, L, H, N, device=C.device, dtype=C.dtype)
-        _rotate_fwd[grid](B, C, delta, theta, offsets, BO, CO, L, H, G, N, R, nblk, **meta)
+        split = head_split(H // G, nblk * G * batch)
+        _rotate_fwd[(nblk, G * split, batch)](B, C, delta, theta, offsets, BO, CO, L, H, G, N, R, nblk, **meta,
+                                              FAST=_fast(B), num_warps=WARPS)
         ctx.save_for_backward(B, C, delta, theta, offsets)
         return BO, CO, last.to(delta.dtype)
 
@@ -250,7 +266,8 @@ class _RotaryPrepass(torch.autograd.Function):
         gang = torch.empty(batch, L, H, R, device=B.device, dtype=torch.float32)
         GS = torch.empty_like(offsets)
         grid = (nblk, G * split, batch)  # a slice of a group's heads per program: B, C gradients summed in registers
-        _rotate_bwd[grid](B, C, delta, theta, offsets, gBO, gCO, GB, GC, gang, GS, L, H, G, N, R, nblk, **meta)
+        _rotate_bwd[grid](B, C, delta, theta, offsets, gBO, gCO, GB, GC, gang, GS, L, H, G, N, R, nblk, **meta,
+                          FAST=_fast(B), num_warps=WARPS)
         GB, GC = (GB[0], GC[0]) if split == 1 else (GB.sum(0), GC.sum(0))
         gdelta = torch.empty(batch, L, H, device=B.device, dtype=torch.float32)
         gtheta = torch.empty(batch, L, R, device=B.device, dtype=torch.float32)
