@@ -303,7 +303,7 @@ def render_md(res):
             f"{f(r.get('fwd_floor_ms'))} / {f(r.get('fwdbwd_floor_ms'))}",
             f"{f(r.get('sdpa_fwd_ms'))} / {f(r.get('sdpa_fwdbwd_ms'))}",
             f"{f(r.get('our_mamba1_scan_fwd_ms'))} / {f(r.get('our_mamba1_scan_fwdbwd_ms'))}",
-            f"{f(r.get('fla_fwd_ms'))} / {f(r.get('fla_fwdbwd_ms'))}" if "fla_error" not in r else r["fla_error"][:80],
+            f"{f(r.get('fla_fwd_ms'))} / {f(r.get('fla_fwdbwd_ms'))}" + (f" ({r['fla_error'][:70]})" if "fla_error" in r else ""),
             ""]).strip())
     return "\n".join(lines) + "\n"
 
@@ -316,6 +316,7 @@ SHAPES = {
     "long": [(2048, 131072, 1), (4096, 131072, 1)],
     "huge": [(2048, 1048576, 1)],
     "mid": [(2048, 4096, 4)],
+    "cross": [(2048, 4096, 4), (2048, 8192, 4), (2048, 32768, 4)],  # against SDPA and fla (issue 4's crossover)
     "lose": [(2048, 131072, 1), (2048, 1048576, 1)],  # where the 2026-11-23 run lost to mamba_ssm
 }
 
