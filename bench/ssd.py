@@ -303,7 +303,8 @@ def render_md(res):
             f"{f(r.get('fwd_floor_ms'))} / {f(r.get('fwdbwd_floor_ms'))}",
             f"{f(r.get('sdpa_fwd_ms'))} / {f(r.get('sdpa_fwdbwd_ms'))}",
             f"{f(r.get('our_mamba1_scan_fwd_ms'))} / {f(r.get('our_mamba1_scan_fwdbwd_ms'))}",
-            f"{f(r.get('fla_fwd_ms'))} / {f(r.get('fla_fwdbwd_ms'))}" + (f" ({r['fla_error'][:70]})" if "fla_error" in r else ""),
+            f"{f(r.get('fla_fwd_ms'))} / {f(r.get('fla_fwdbwd_ms'))}"
+            + (f" ({r['fla_error'][:70]})" if "fla_error" in r else ""),
             ""]).strip())
     return "\n".join(lines) + "\n"
 

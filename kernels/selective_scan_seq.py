@@ -37,13 +37,16 @@ from seqssm.kernels.selective_scan_seg import propagate
 # --plan-sweep, 2026-12-04) forward+backward 6.45 / 6.07 / 5.89 ms at 8K x 4 for the old split / one wave /
 # two waves, 28.5 / 24.2 / 23.3 ms at 32K x 4, equal at 2K x 4. max_seg caps S. bwd_T: steps per tile
 # of the backward, whose T states are held in registers (T·N fp32 per thread); CK must be a multiple of it.
-# T_cplx: T of the complex-A forward (two state tiles and two B/C vectors per step): 4 compiles to 254
-# registers without spills on sm_90a, 8 spills (bench/profile_scan.py --aot).
+# T_cplx / bwd_T_cplx: T of the complex-A forward and backward (two state tiles and two B/C vectors per
+# step). Forward T 4 compiles to 254 registers without spills on sm_90a, 8 spills; backward T 2 spills
+# ~0.5 KB, T 1 ~0.2 KB (bench/profile_scan.py --aot). Measured (H200, 1 x 8K x 2048, bf16,
+# bench/scan_profile.py --complex-sweep): (T, bwd T) = (4, 2) 1.05 / 5.26 ms forward / fwd+bwd,
+# (4, 1) 1.05 / 4.83, (2, 2) 0.88 / 5.10, (2, 1) 0.88 / 4.65.
 CONFIG = {"num_warps": 4, "T": 8, "CK": 64, "blocks_per_sm": 4, "bwd_blocks_per_sm": 2, "cplx_blocks_per_sm": 2,
-          "waves": 2, "max_seg": 64, "bwd_T": 4, "T_cplx": 4, "bwd_T_cplx": 2}
+          "waves": 2, "max_seg": 64, "bwd_T": 4, "T_cplx": 2, "bwd_T_cplx": 1}
 # the interpreter: no SMs; as many segments as max_seg allows
 INTERPRET_CONFIG = {"num_warps": 2, "T": 4, "CK": 8, "blocks_per_sm": 1 << 30, "bwd_blocks_per_sm": 1 << 30,
-                    "cplx_blocks_per_sm": 1 << 30, "waves": 1, "max_seg": 4, "bwd_T": 4, "bwd_T_cplx": 2}
+                    "cplx_blocks_per_sm": 1 << 30, "waves": 1, "max_seg": 4, "bwd_T": 4, "T_cplx": 2, "bwd_T_cplx": 1}
 
 
 def resident_programs(device: torch.device, blocks_per_sm: int) -> int:

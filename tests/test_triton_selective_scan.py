@@ -166,6 +166,19 @@ def test_complex_seq_segments(max_seg, monkeypatch, fwd_calls, seq_calls):
     assert seq_calls == [True]
 
 
+@pytest.mark.parametrize("t_fwd,t_bwd", [(4, 2), (2, 1)])
+def test_complex_steps_per_tile(t_fwd, t_bwd, monkeypatch, fwd_calls, seq_calls):
+    """The complex forward and backward at the steps per tile measured on the GPU (the defaults are the
+    second pair), with 3 time segments: out, last state and all gradients against the oracle."""
+    cfg = seq.config(torch.device(DEV))
+    monkeypatch.setitem(cfg, "T_cplx", t_fwd)
+    monkeypatch.setitem(cfg, "bwd_T_cplx", t_bwd)
+    monkeypatch.setitem(cfg, "max_seg", 3)
+    split_to_max_seg(cfg, monkeypatch)
+    check(make(2, 8, 4, 45, cplx=True, bc="group"))
+    assert fwd_calls == [True] and seq_calls == [True]
+
+
 def test_complex_seq_no_optional(fwd_calls):
     """Complex A without D, z, delta_bias, initial_state, no softplus; out only (no gradient)."""
     d = make(1, 4, 5, 27, cplx=True, optional=False)
