@@ -36,8 +36,8 @@ import types
 
 import torch
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checkout import ROOT, map_kernels_package  # noqa: E402
 
 SIZES = {  # mamba-130m and mamba-1.4b shapes (state-spaces), GPT-NeoX vocabulary
     "130m": dict(d_model=768, n_layer=24, vocab=50277),
@@ -46,25 +46,6 @@ SIZES = {  # mamba-130m and mamba-1.4b shapes (state-spaces), GPT-NeoX vocabular
 }
 SYSTEMS = ("seqssm-graph", "seqssm-eager", "mamba_ssm", "transformers")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
-
-def map_kernels_package() -> None:
-    """Make ``seqssm.kernels`` (the top-level kernels/ folder) importable from a plain checkout."""
-    import importlib.util
-
-    import seqssm
-
-    try:
-        import seqssm.kernels  # noqa: F401
-    except ModuleNotFoundError:
-        path = os.path.join(ROOT, "kernels")
-        spec = importlib.util.spec_from_file_location(
-            "seqssm.kernels", os.path.join(path, "__init__.py"), submodule_search_locations=[path]
-        )
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["seqssm.kernels"] = mod
-        spec.loader.exec_module(mod)
-        seqssm.kernels = mod
 
 
 def model_config(size: str, mixer: str):

@@ -24,24 +24,8 @@ import types
 import torch
 import torch.nn.functional as F
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, ROOT)
-
-
-def map_kernels_package():
-    """Make ``seqssm.kernels`` (the top-level kernels/ folder) importable from a plain checkout."""
-    import seqssm
-
-    try:
-        import seqssm.kernels  # noqa: F401
-    except ModuleNotFoundError:
-        path = os.path.join(ROOT, "kernels")
-        spec = importlib.util.spec_from_file_location(
-            "seqssm.kernels", os.path.join(path, "__init__.py"), submodule_search_locations=[path])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["seqssm.kernels"] = mod
-        spec.loader.exec_module(mod)
-        seqssm.kernels = mod
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checkout import map_kernels_package  # noqa: E402
 
 
 def bench(fn, rep_ms=200):
