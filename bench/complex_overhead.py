@@ -107,34 +107,28 @@ def time_pair(call, tensors) -> dict:
     return {"fwd_ms": fwd, "fwdbwd_ms": bench(run), "peak_gib": peak_gib(run)}
 
 
-def kernel_rows(lengths) -> list:
-    rows = []
+def kernel_rows(lengths, emit) -> None:
     for L in lengths:
         for label, n, cplx in (("real N16", 16, False), ("real N32", 32, False), ("complex N16", 16, True)):
             t = scan_inputs(1, 2048, n, L, cplx)
-            rows.append({"op": "selective_scan", "variant": label, "L": L, **time_pair(scan_call(t), t)})
-            log(json.dumps(rows[-1]))
+            emit({"op": "selective_scan", "variant": label, "L": L, **time_pair(scan_call(t), t)})
         for label, R in (("ssd", 0), ("rotary 0.5", 32), ("rotary 1.0", 64)):
             t = ssd_inputs(1, 32, 64, 128, L, max(R, 1))
             if not R:
                 t.pop("theta")
-            rows.append({"op": "ssd", "variant": label, "L": L, **time_pair(ssd_call(t, bool(R)), t)})
-            log(json.dumps(rows[-1]))
+            emit({"op": "ssd", "variant": label, "L": L, **time_pair(ssd_call(t, bool(R)), t)})
         t = ssd_inputs(1, 32, 64, 128, L, 32)
         delta = step_sizes(t["dt"], t["dt_bias"], True)
         compiled = torch.compile(rotate_bc)
         for label, fn in (("pre-pass eager", rotate_bc), ("pre-pass compiled", compiled)):
             try:
                 call = lambda fn=fn, t=t, delta=delta: fn(t["B"], t["C"], delta, t["theta"])  # noqa: E731
-                rows.append({"op": "rotary pre-pass", "variant": label, "L": L, "fwd_ms": bench(call)})
+                emit({"op": "rotary pre-pass", "variant": label, "L": L, "fwd_ms": bench(call)})
             except Exception as e:  # noqa: BLE001 - inductor may be unavailable; record why
-                rows.append({"op": "rotary pre-pass", "variant": label, "L": L, "error": repr(e)[:300]})
-            log(json.dumps(rows[-1]))
-    return rows
+                emit({"op": "rotary pre-pass", "variant": label, "L": L, "error": repr(e)[:300]})
 
 
-def block_rows(lengths) -> list:
-    rows = []
+def block_rows(lengths, emit) -> None:
     for L in lengths:
         for label, block in (
             ("Mamba real", Mamba(1024, 16)),
@@ -151,10 +145,8 @@ def block_rows(lengths) -> list:
 
             with torch.no_grad():
                 fwd = bench(lambda block=block, x=x: block(x))
-            rows.append({"op": "block d_model 1024", "variant": label, "L": L, "fwd_ms": fwd, "fwdbwd_ms": bench(run),
-                         "peak_gib": peak_gib(run), "params": sum(p.numel() for p in block.parameters())})
-            log(json.dumps(rows[-1]))
-    return rows
+            emit({"op": "block d_model 1024", "variant": label, "L": L, "fwd_ms": fwd, "fwdbwd_ms": bench(run),
+                  "peak_gib": peak_gib(run), "params": sum(p.numel() for p in block.parameters())})
 
 
 def markdown(res: dict) -> str:
@@ -193,12 +185,17 @@ def main() -> None:
 
     res = {"device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
            "triton": triton.__version__, "command": "python " + " ".join(sys.argv)}
-    res["checks"] = checks()
-    res["rows"] = kernel_rows(args.lengths)
-    res["rows"] += block_rows(args.block_lengths)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"complex_overhead_{res['date']}")
-    write_json(stem + ".json", res)
+    res["checks"], res["rows"] = checks(), []
+
+    def emit(row: dict) -> None:  # the JSON is rewritten after every row: a run stopped at its limit keeps them
+        res["rows"].append(row)
+        log(json.dumps(row))
+        write_json(stem + ".json", res)
+
+    kernel_rows(args.lengths, emit)
+    block_rows(args.block_lengths, emit)
     write_text(stem + ".md", markdown(res))
     print(markdown(res))
 
