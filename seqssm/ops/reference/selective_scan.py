@@ -76,6 +76,13 @@ class _BC:
         M = M.unsqueeze(1) if M.dim() == 3 else M  # (batch, groups, N, L)
         self.M = M.to(state).repeat_interleave(G // M.shape[1], dim=1).permute(3, 0, 1, 2).contiguous()
 
+    @classmethod
+    def of_time_major(cls, M: torch.Tensor) -> _BC:
+        """A time-varying B or C already time-major, (L, batch, G, N) in the state dtype."""
+        bc = cls.__new__(cls)
+        bc.varying, bc.M = True, M
+        return bc
+
     def steps(self, t0: int, n: int) -> torch.Tensor:
         """Steps t0..t0+n-1, (n, batch, G, N), zero past the end of the sequence."""
         M = self.M[t0 : t0 + n]
@@ -109,11 +116,13 @@ def _time_major(
 
 
 class _Scan:
-    """One selective scan over (batch, dim, L) inputs, block by block."""
+    """One selective scan over (batch, dim, L) inputs, block by block: h_t = exp(Δ_t A) h_{t-1} + B_t x_t
+    with x = Δ ⊙ u (``times_dt``, the forward) or x = u (the adjoint, ``selective_scan_adjoint``); C None:
+    no contraction (the states are the result)."""
 
-    def __init__(self, dt: torch.Tensor, u: torch.Tensor, A: torch.Tensor, B: _BC, C: _BC, G: int, T: int,
-                 limit: float, inplace: bool):
-        self.dt, self.u = dt, u  # Δ (after bias and softplus) and u, (batch, dim, L)
+    def __init__(self, dt: torch.Tensor, u: torch.Tensor, A: torch.Tensor, B: _BC, C: _BC | None, G: int, T: int,
+                 limit: float, inplace: bool, times_dt: bool = True):
+        self.dt, self.u, self.times_dt = dt, u, times_dt  # Δ (after bias and softplus) and u, (batch, dim, L)
         self.batch, self.dim, self.L = dt.shape
         self.N, self.G, self.dg = A.shape[1], G, self.dim // G
         self.A2 = (A * LOG2E).view(G, self.dg, self.N).transpose(1, 2).contiguous()  # (G, N, dg)
@@ -144,23 +153,36 @@ class _Scan:
         n = math.prod(shape)
         return self.buf[name][:n].view(shape) if name in self.buf and self.buf[name].numel() >= n else None
 
-    def run(self, h: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(y (batch, dim, L), final state) from the initial state h (batch, G, N, dim // G)."""
-        out = torch.empty_like(self.u) if self.inplace else None
+    def bounds(self) -> list[tuple[int, int]]:
+        """The blocks (t0, t1) that ``run`` walks by default."""
+        return [(t0, min(t0 + self.block_len, self.L)) for t0 in range(0, self.L, self.block_len)]
+
+    def run(self, h: torch.Tensor, T: int, on_block=None, bounds: list[tuple[int, int]] | None = None
+            ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(y (batch, dim, L) or None without C, final state) from the initial state h (batch, G, N, dim // G).
+        ``on_block(t0, t1, H, h_in)`` sees each block's states H (t1 - t0, batch, G, N, dim // G) and the state
+        entering it (no autograd). ``bounds``: consecutive blocks of at most ``block_len`` steps."""
+        out = torch.empty_like(self.u) if self.inplace and self.C is not None else None
         ys = []
-        for t0 in range(0, self.L, self.block_len):
-            t1 = min(t0 + self.block_len, self.L)
-            y, h = self.block(h, t0, t1, T)
-            y = y[: t1 - t0].permute(1, 2, 0)
+        for t0, t1 in bounds or self.bounds():
+            h_in = h
+            H, h = self.block(h, t0, t1, T)
+            if on_block is not None:
+                on_block(t0, t1, H[: t1 - t0], h_in)
+            if self.C is None:
+                continue
+            y = self._contract(H, t0, H.shape[0])[: t1 - t0].permute(1, 2, 0)
             if out is None:
                 ys.append(y)
             else:
                 out[:, :, t0:t1].copy_(y)
+        if self.C is None:
+            return None, h
         return (torch.cat(ys, dim=-1) if out is None else out), h
 
     def block(self, h: torch.Tensor, t0: int, t1: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """y of steps t0..t1-1, time-major (n, batch, dim) with padding rows after t1-t0, and the state
-        after step t1-1, from the state h before step t0."""
+        """The states of steps t0..t1-1, time-major (n, batch, G, N, dim // G) with padding rows after
+        t1-t0, and the state after step t1-1, from the state h before step t0."""
         b, d = self.batch, self.dim
         K = math.ceil((t1 - t0) / T)
         rows = self._buf("rows", b * d * (t1 - t0))
@@ -170,10 +192,12 @@ class _Scan:
         if m is None:  # exponents out of range: the same steps in chunks half as long
             return self.block(h, t0, t1, T // 2)
         S = S.sub_(m[:, None]) if self.inplace else S - m[:, None]
-        du = _time_major(self.dt[:, :, t0:t1], K * T, self._buf("du", K * T, b, d), rows, self.u[:, :, t0:t1])
+        x = self.u[:, :, t0:t1]
+        du = _time_major(self.dt[:, :, t0:t1] if self.times_dt else x, K * T, self._buf("du", K * T, b, d), rows,
+                         x if self.times_dt else None)
         E, Q = self._factors(S, du, t0, K, T)
         H, h = self._states(h, E, Q, m)
-        return self._contract(H, t0, K * T), h
+        return H.flatten(0, 1), h
 
     def _offset(self, S: torch.Tensor, T: int) -> torch.Tensor | None:
         """m per chunk, (K, batch, dim), from S (K, T, batch, dim); None if R > the limit."""
@@ -283,5 +307,10 @@ def selective_scan_ref(
     inplace = not torch.is_grad_enabled() or not any(t.requires_grad for t in (dt, uf, A, Bs.M, Cs.M, h))
     T = max(1, min(chunk_size, L))
     limit = MAX_EXPONENT[real] if inplace else MAX_EXPONENT[real] / 2
-    y, h = _Scan(dt, uf, A, Bs, Cs, G, T, limit, inplace).run(h, T)
+    if not inplace and not is_complex and Bs.varying and Cs.varying:  # the hand-written adjoint
+        from seqssm.ops.reference.selective_scan_adjoint import scan_with_adjoint
+
+        y, h = scan_with_adjoint(dt, uf, A, Bs.M, Cs.M, h, T, MAX_EXPONENT[real])
+    else:  # plain autograd through the chunked arithmetic (complex A, time-invariant B or C), or no gradient
+        y, h = _Scan(dt, uf, A, Bs, Cs, G, T, limit, inplace).run(h, T)
     return _skip_and_gate(y, uf, D, z).to(u.dtype), h.transpose(2, 3).reshape(batch, dim, N)
