@@ -186,28 +186,30 @@ def test_public_function_and_dtypes():
     assert out.dtype == torch.bfloat16 and last.dtype == torch.float32 and last.shape == (2, 4, 3)
 
 
+@pytest.mark.parametrize("cplx", [False, True])
 @pytest.mark.parametrize("loss_on", ["y", "h", "both"])
 @pytest.mark.parametrize("b_layout,c_layout", [("bnl", "bnl"), ("bgnl", "bnl"), ("bnl", "bgnl")])
-def test_adjoint_matches_autograd_through_the_chunks(loss_on, b_layout, c_layout, monkeypatch):
-    """Real A with time-varying B and C trains through the hand-written adjoint
-    (``selective_scan_adjoint``); it must give autograd's gradients through the same chunked arithmetic,
-    over several blocks with a short last one, B and C with different group counts, a loss on y, on the
-    last state, or both (a missing output gradient)."""
+def test_adjoint_matches_autograd_through_the_chunks(cplx, loss_on, b_layout, c_layout, monkeypatch):
+    """Time-varying B and C train through the hand-written adjoint (``selective_scan_adjoint``); it must
+    give autograd's gradients through the same chunked arithmetic, real and complex A, over several blocks
+    with a short last one, B and C with different group counts, a loss on y, on the last state, or both
+    (a missing output gradient)."""
     import seqssm.ops.reference.selective_scan_adjoint as adjoint
 
     monkeypatch.setattr(chunked, "BLOCK_ELEMENTS", 2 * 8 * 2 * 5 * 4)
-    a = make(2, 4, 77, 5, False, "bgnl", delta_scale=3.0, seed=11)
+    a = make(2, 4, 77, 5, cplx, "bgnl", delta_scale=3.0, seed=11)
     g = torch.Generator().manual_seed(12)
     for key, layout in (("B", b_layout), ("C", c_layout)):
         if layout == "bnl":
-            a[key] = torch.randn(2, 5, 77, generator=g, dtype=F64)
+            a[key] = torch.randn(2, 5, 2 * 77 if cplx else 77, generator=g, dtype=F64)
     names = NAMES + ["initial_state"]
     w = torch.randn(2, 4, 77, generator=g, dtype=F64)
 
     def grads():
         leaves = {k: a[k].clone().requires_grad_() for k in names}
         out, h = selective_scan_ref(*[leaves[k] for k in NAMES], True, leaves["initial_state"], chunk_size=8)
-        loss = {"y": (out * w).sum(), "h": h.square().sum(), "both": (out * w).sum() + h.square().sum()}[loss_on]
+        on_y, on_h = (out * w).sum(), h.abs().square().sum()
+        loss = {"y": on_y, "h": on_h, "both": on_y + on_h}[loss_on]
         return torch.autograd.grad(loss, [leaves[k] for k in names], allow_unused=True)
 
     calls = []

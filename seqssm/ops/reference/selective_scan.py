@@ -53,6 +53,14 @@ MAX_EXPONENT = {torch.float32: 40.0, torch.float64: 400.0}
 LOG2E = 1.0 / math.log(2.0)
 
 
+def _exp2(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """2^x; for complex x as 2^Re x · e^{i ln2 · Im x} (torch's complex exp2 on the CPU is ~2.5x slower
+    than a real exp2, a cosine and a sine)."""
+    if not x.is_complex():
+        return torch.exp2(x, out=out)
+    return torch.polar(torch.exp2(x.real), x.imag * math.log(2.0), out=out)
+
+
 def _unpack_complex(M: torch.Tensor, real: torch.dtype) -> torch.Tensor:
     """mamba_ssm's packing of a complex, time-varying B/C: (..., 2L) real, interleaved (re, im)."""
     return torch.view_as_complex(M.to(real).unflatten(-1, (-1, 2)).contiguous())
@@ -215,7 +223,7 @@ class _Scan:
         b, G, N, dg = self.batch, self.G, self.N, self.dg
         shape = (K, T, b, G, N, dg)
         E, Q = self._buf("E", *shape), self._buf("Q", *shape)
-        E = torch.exp2(torch.mul(S.view(K, T, b, G, 1, dg), self.A2, out=E), out=E)
+        E = _exp2(torch.mul(S.view(K, T, b, G, 1, dg), self.A2, out=E), out=E)
         Q = torch.mul(self.B.against(t0, K, T), du.view(K, T, b, G, 1, dg), out=Q)
         Q = torch.div(Q, E, out=Q if self.inplace else None)
         if not self.inplace:  # a lower-triangular (T, T) matmul: torch's cumsum over a middle dim is slow
@@ -234,7 +242,7 @@ class _Scan:
         K, b, G, N, dg = E.shape[0], self.batch, self.G, self.N, self.dg
         chunk = (K, b, G, N, dg)
         Gm = self._buf("G", *chunk)
-        Gm = torch.exp2(torch.mul(m.view(K, b, G, 1, dg), self.A2, out=Gm), out=Gm)
+        Gm = _exp2(torch.mul(m.view(K, b, G, 1, dg), self.A2, out=Gm), out=Gm)
         decay = torch.mul(Gm, E[:, -1], out=self._buf("decay", *chunk))  # exp(a S_T)
         local = torch.mul(E[:, -1], Q[:, -1], out=self._buf("local", *chunk))  # end state from h_0 = 0
         hs = [h]
@@ -307,10 +315,10 @@ def selective_scan_ref(
     inplace = not torch.is_grad_enabled() or not any(t.requires_grad for t in (dt, uf, A, Bs.M, Cs.M, h))
     T = max(1, min(chunk_size, L))
     limit = MAX_EXPONENT[real] if inplace else MAX_EXPONENT[real] / 2
-    if not inplace and not is_complex and Bs.varying and Cs.varying:  # the hand-written adjoint
+    if not inplace and Bs.varying and Cs.varying:  # the hand-written adjoint
         from seqssm.ops.reference.selective_scan_adjoint import scan_with_adjoint
 
         y, h = scan_with_adjoint(dt, uf, A, Bs.M, Cs.M, h, T, MAX_EXPONENT[real])
-    else:  # plain autograd through the chunked arithmetic (complex A, time-invariant B or C), or no gradient
+    else:  # plain autograd through the chunked arithmetic (time-invariant B or C), or no gradient
         y, h = _Scan(dt, uf, A, Bs, Cs, G, T, limit, inplace).run(h, T)
     return _skip_and_gate(y, uf, D, z).to(u.dtype), h.transpose(2, 3).reshape(batch, dim, N)

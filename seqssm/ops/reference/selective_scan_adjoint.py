@@ -66,6 +66,7 @@ class _ScanWithAdjoint(torch.autograd.Function):
         g_dt, g_xT = torch.empty_like(dtT), torch.empty_like(xT)
         g_B, g_C = torch.empty_like(BM), torch.empty_like(CM)
         g_A = torch.zeros_like(A3)
+        cplx = A.is_complex()
         # States are recomputed block by block (storing all of them, (L, batch, N, dim) fp32, costs more in
         # fresh pages than the recomputation); the adjoint walks the same blocks from the end.
         forward = _Scan(dt, u, A, _BC.of_time_major(BM), None, G, ctx.T, ctx.limit, inplace=True)
@@ -80,23 +81,29 @@ class _ScanWithAdjoint(torch.autograd.Function):
             rows = n * b * G
             Hb = forward.block(entering[k], t0, t1, ctx.T)[0][:n]
             lb = torch.index_select(lam_reversed, 0, reverse[-n:], out=lam[:n])  # forward time order
-            Bb, xb = BM[t0:t1], xT[t0:t1]
+            Bb, xb, gb = BM[t0:t1], xT[t0:t1], gT[t0:t1]
+            if cplx:  # bmm takes one dtype
+                xb, gb = xb.to(Hb.dtype), gb.to(Hb.dtype)
             # Σ_d as (1, dim/G) @ (dim/G, N): BLAS is ~5x slower on the (N, dim/G) @ (dim/G, 1) orientation
-            torch.bmm(gT[t0:t1].reshape(rows, 1, dg), Hb.reshape(rows, N, dg).transpose(1, 2),
-                      out=g_C[t0:t1].view(rows, 1, N))
+            gc = g_C[t0:t1].view(rows, 1, N)
+            torch.bmm(gb.reshape(rows, 1, dg), Hb.reshape(rows, N, dg).transpose(1, 2).conj(), out=gc)
             torch.bmm(xb.reshape(rows, 1, dg), lb.reshape(rows, N, dg).transpose(1, 2),
                       out=g_B[t0:t1].view(rows, 1, N))
-            torch.bmm(Bb.reshape(rows, 1, N), lb.reshape(rows, N, dg), out=g_xT[t0:t1].view(rows, 1, dg))
+            gx = torch.bmm(Bb.reshape(rows, 1, N).conj(), lb.reshape(rows, N, dg))
+            g_xT[t0:t1].view(rows, 1, dg).copy_(gx.real)
             W = torch.mul(Bb[..., None], xb[..., None, :])  # B_t x_t
-            torch.sub(Hb, W, out=W).mul_(lb)  # λ_t ⊙ a_t h_{t-1}
-            torch.sum(W * A3, dim=-2, out=g_dt[t0:t1])
+            W = torch.sub(Hb, W, out=W).conj_physical_().mul_(lb) if cplx else torch.sub(Hb, W, out=W).mul_(lb)
+            torch.sum(torch.mul(W, A3.conj()).real, dim=-2, out=g_dt[t0:t1])  # W = λ_t ⊙ conj(a_t h_{t-1})
             g_A.add_(W.mul_(dtT[t0:t1, :, :, None, :]).sum((0, 1)))
 
         dt_rev = torch.cat([torch.zeros_like(dt[:, :, :1]), dt.flip(-1)[:, :, :-1]], dim=-1)
-        adjoint = _Scan(dt_rev, gy.flip(-1), A, _BC.of_time_major(CM.flip(0)), None, G, ctx.T, ctx.limit,
+        C_adj = (2 * CM.conj()).flip(0) if cplx else CM.flip(0)  # y = 2 Re(C h) for complex A
+        adjoint = _Scan(dt_rev, gy.flip(-1), A.conj(), _BC.of_time_major(C_adj), None, G, ctx.T, ctx.limit,
                         inplace=True, times_dt=False)
         _, lam0 = adjoint.run(gh, ctx.T, on_block=block, bounds=[(L - t1, L - t0) for t0, t1 in reversed(ctx.bounds)])
-        g_h0 = torch.exp(dt[:, :, 0].reshape(b, G, 1, dg) * A3) * lam0
+        g_h0 = torch.exp(dt[:, :, 0].reshape(b, G, 1, dg) * A3).conj() * lam0
+        if cplx:
+            g_C.mul_(2)
         g_A = g_A.transpose(1, 2).reshape(G * dg, N)
         g_x = _channel_major(g_xT)  # ∂L/∂x, x = Δ ⊙ u
         return torch.addcmul(_channel_major(g_dt), u, g_x), dt * g_x, g_A, g_B, g_C, g_h0, None, None
