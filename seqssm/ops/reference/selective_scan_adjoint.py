@@ -1,4 +1,4 @@
-"""The chunked CPU selective scan with a hand-written backward (real A, time-varying B and C).
+"""The chunked CPU selective scan with a hand-written backward (time-varying B and C; real or complex A).
 
 Autograd through the chunked arithmetic of ``selective_scan.py`` records ~40 ops per block and keeps
 their inputs; its backward cost ~9x the forward. Here the forward runs without autograd and keeps only
@@ -16,6 +16,11 @@ Backward, with g_t = ∂L/∂y_t and λ_t = ∂L/∂h_t (the adjoint, a scan bac
     ∂L/∂C_tn  = Σ_d g_td h_tnd                   W_t = λ_t ⊙ a_t h_{t-1} = λ_t ⊙ (h_t - B_t x_t)
     ∂L/∂Δ_td (through a) = Σ_n A_nd W_tnd        ∂L/∂A_nd = Σ_t Δ_td W_tnd
     ∂L/∂h_init = a_0 ⊙ λ_0
+
+Complex A (y_t = 2 Re Σ_n C_tn h_tn), in PyTorch's convention for gradients of complex tensors (the
+conjugate of the Wirtinger derivative): every factor above is conjugated where it multiplies λ, and C_t g_t
+becomes 2 conj(C_t) g_t: λ_t = 2 conj(C_t) g_t + conj(a_{t+1}) λ_{t+1}, ∂L/∂x = Re Σ_n conj(B) λ,
+∂L/∂C = 2 Σ_d g conj(h), W = λ ⊙ conj(a_t h_{t-1}), ∂L/∂Δ = Re Σ_n conj(A) W, ∂L/∂h_init = conj(a_0) λ_0.
 
 The adjoint is the forward scan run on reversed time: λ'_r = a'_r λ'_{r-1} + C'_r g'_r with
 λ'_r = λ_{L-1-r}, g' and C' reversed, a'_r = a_{L-r} (Δ' = [0, Δ_{L-1}, ..., Δ_1]) and λ'_{-1} = ∂L/∂h_last;
