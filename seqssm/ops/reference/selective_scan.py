@@ -34,7 +34,9 @@ applied, so the result is exact up to rounding, and rounding is relative to the 
 plain scan.
 
 The state is fp32 (complex64 for complex A), or float64 (complex128) when u is float64; the output is
-in u's dtype. Everything is plain autograd, so all inputs are differentiable.
+in u's dtype. All inputs are differentiable: with time-varying B and C through the hand-written
+adjoint of ``selective_scan_adjoint.py`` (the backward is one more chunked scan, backwards in time),
+with a time-invariant B or C through autograd over the chunked arithmetic.
 """
 
 from __future__ import annotations
