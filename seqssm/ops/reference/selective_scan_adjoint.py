@@ -32,6 +32,7 @@ differentiated here: ∂L/∂u = Δ ∂L/∂x, and ∂L/∂Δ gets u ∂L/∂x o
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from seqssm.ops.reference.selective_scan import _BC, _Scan
 
@@ -60,6 +61,7 @@ class _ScanWithAdjoint(torch.autograd.Function):
         return y, h
 
     @staticmethod
+    @once_differentiable  # the backward works in reused buffers: a second derivative raises, not lies
     def backward(ctx, gy, gh):
         dt, u, A, BM, CM, entering = ctx.saved_tensors
         L, b, G, N = BM.shape
