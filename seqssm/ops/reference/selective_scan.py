@@ -113,8 +113,9 @@ def _time_major(
     when given, through the contiguous buffer ``rows``: torch's 2-D transpose is fast only from a
     contiguous source (a direct strided copy, rows L elements apart, thrashes the cache)."""
     batch, dim, m = x.shape
-    if out is None:
-        return F.pad(x if other is None else x * other, (0, n - m)).permute(2, 0, 1).contiguous()
+    if out is None:  # a 3-D permute copies ~5x slower than this 2-D transpose
+        x = F.pad(x if other is None else x * other, (0, n - m))
+        return x.reshape(batch * dim, n).t().contiguous().view(n, batch, dim)
     rows = rows.view(batch, dim, m)
     if other is None:
         rows.copy_(x)

@@ -34,17 +34,11 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from seqssm.ops.reference.selective_scan import _BC, _Scan
-
-
-def _time_major(x: torch.Tensor, G: int) -> torch.Tensor:
-    """(batch, dim, L) -> (L, batch, G, dim // G) through a 2-D transpose (fast from a contiguous source)."""
-    b, d, L = x.shape
-    return x.reshape(b * d, L).t().contiguous().view(L, b, G, d // G)
+from seqssm.ops.reference.selective_scan import _BC, _Scan, _time_major
 
 
 def _channel_major(x: torch.Tensor) -> torch.Tensor:
-    """(L, batch, G, dim // G) -> (batch, dim, L)."""
+    """(L, batch, G, dim // G) -> (batch, dim, L), the inverse of ``_time_major``."""
     L, b, G, dg = x.shape
     return x.reshape(L, b * G * dg).t().contiguous().view(b, G * dg, L)
 
@@ -69,7 +63,7 @@ class _ScanWithAdjoint(torch.autograd.Function):
         gy = torch.zeros_like(u) if gy is None else gy.to(u.dtype)
         gh = torch.zeros_like(entering[0]) if gh is None else gh.to(entering.dtype)
         A3 = A.view(G, dg, N).transpose(1, 2)  # (G, N, dg), as the states
-        dtT, xT, gT = (_time_major(v, G) for v in (dt, dt * u, gy))
+        dtT, xT, gT = (_time_major(v, L, None, None).view(L, b, G, dg) for v in (dt, dt * u, gy))
         g_dt, g_xT = torch.empty_like(dtT), torch.empty_like(xT)
         g_B, g_C = torch.empty_like(BM), torch.empty_like(CM)
         g_A = torch.zeros_like(A3)
