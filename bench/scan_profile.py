@@ -21,38 +21,14 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ssd import bench, fwd_bwd, map_kernels_package  # noqa: E402
+from complex_overhead import scan_call, scan_inputs  # noqa: E402
+from ssd import bench, fwd_bwd, map_kernels_package, rel  # noqa: E402
 from ssd_profile import host_profile, host_seconds, kernel_table  # noqa: E402
 
 
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    """‖a − b‖ / ‖b‖, complex tensors included."""
-    a, b = a.to(torch.complex128), b.to(torch.complex128)
-    return ((a - b).abs().norm() / b.abs().norm()).item()
-
-
-def scan_inputs(batch: int, L: int, d: int = 2048, n: int = 16, cplx: bool = False) -> dict:
-    g = torch.Generator(device="cuda").manual_seed(0)
-    r = lambda *s: torch.randn(*s, device="cuda", generator=g)  # noqa: E731
-    A = -torch.rand(d, n, device="cuda", generator=g) - 0.5
-    if cplx:
-        A = torch.complex(A, torch.pi * torch.arange(n, device="cuda").float().expand(d, n))
-    w = 2 * L if cplx else L
-    return dict(u=r(batch, d, L).bfloat16(), delta=(r(batch, d, L) * 0.5 - 2).bfloat16(), A=A,
-                B=r(batch, n, w).bfloat16(), C=r(batch, n, w).bfloat16(), D=r(d), z=r(batch, d, L).bfloat16(),
-                delta_bias=0.1 * r(d))
-
-
-def call_of(t: dict):
-    from seqssm.ops.selective_scan import selective_scan_fn
-
-    return lambda: selective_scan_fn(t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["delta_bias"],
-                                     True, backend="triton")
-
-
 def profile_shape(batch: int, L: int) -> dict:
-    t = scan_inputs(batch, L)
-    fwd, fb = call_of(t), fwd_bwd(call_of(t), list(t.values()))
+    t = scan_inputs(batch, 2048, 16, L, False)
+    fwd, fb = scan_call(t), fwd_bwd(scan_call(t), list(t.values()))
     fb()
     r = {"batch": batch, "L": L, "fwd_ms": bench(fwd), "fwdbwd_ms": bench(fb),
          "fwd_host_ms": host_seconds(fwd) * 1e3, "fwdbwd_host_ms": host_seconds(fb) * 1e3,
@@ -65,18 +41,18 @@ def profile_shape(batch: int, L: int) -> dict:
 def complex_sweep(L: int) -> list[dict]:
     from seqssm.kernels import selective_scan_seq as seq
 
-    t = scan_inputs(1, L, cplx=True)
+    t = scan_inputs(1, 2048, 16, L, True)
     leaves = [v.requires_grad_() for v in t.values()]
     default = dict(seq.CONFIG)
     rows, ref = [], None
     for T, bwd_T in ((4, 2), (4, 1), (2, 2), (2, 1)):
         seq.CONFIG.update(T_cplx=T, bwd_T_cplx=bwd_T)
-        fb = fwd_bwd(call_of(t), leaves)
-        out = call_of(t)()
+        fb = fwd_bwd(scan_call(t), leaves)
+        out = scan_call(t)()
         grads = torch.autograd.grad(out.float().square().sum(), leaves)
         if ref is None:
             ref = grads
-        row = {"T_cplx": T, "bwd_T_cplx": bwd_T, "fwd_ms": bench(call_of(t)), "fwdbwd_ms": bench(fb),
+        row = {"T_cplx": T, "bwd_T_cplx": bwd_T, "fwd_ms": bench(scan_call(t)), "fwdbwd_ms": bench(fb),
                "max_rel_grad_vs_default": max(rel(a, b) for a, b in zip(grads, ref, strict=True))}
         rows.append(row)
         print("complex", json.dumps(row), flush=True)

@@ -87,8 +87,10 @@ def fwd_bwd(call, tensors):
 
 
 def rel(a, b):
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm()).item()
+    """‖a − b‖ / ‖b‖; complex tensors compared as complex (a real cast would drop the imaginary part)."""
+    dtype = torch.complex128 if a.is_complex() or b.is_complex() else torch.float64
+    a, b = a.to(dtype), b.to(dtype)
+    return ((a - b).abs().norm() / b.abs().norm()).item()
 
 
 def ssd_floors(batch, heads, p, n, L, groups, chunk, bw, fl):
