@@ -71,11 +71,11 @@ def ssd_inputs(batch, heads, p, n, L, R, seed=0, dtype=torch.bfloat16):
     )
 
 
-def ssd_call(t, rotary, backend="triton"):
+def ssd_call(t, rotary, backend="triton", chunk=256):
     if rotary:
-        return lambda: mamba_chunk_scan_rotary(t["x"], t["dt"], t["A"], t["B"], t["C"], t["theta"], 256, D=t["D"],
+        return lambda: mamba_chunk_scan_rotary(t["x"], t["dt"], t["A"], t["B"], t["C"], t["theta"], chunk, D=t["D"],
                                                z=t["z"], dt_bias=t["dt_bias"], dt_softplus=True, backend=backend)
-    return lambda: mamba_chunk_scan_combined(t["x"], t["dt"], t["A"], t["B"], t["C"], 256, D=t["D"], z=t["z"],
+    return lambda: mamba_chunk_scan_combined(t["x"], t["dt"], t["A"], t["B"], t["C"], chunk, D=t["D"], z=t["z"],
                                              dt_bias=t["dt_bias"], dt_softplus=True, backend=backend)
 
 

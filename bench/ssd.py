@@ -201,15 +201,17 @@ def stage_times(res, batch, heads, n, L):
     t = ssd_inputs(batch, heads, 64, n, L, seed=4)
     args = (t["x"], t["dt"], t["A"], t["B"], t["C"], 256, t["D"], t["z"], t["dt_bias"], None, None, True)
     out, final, saved = sc.ssd_fwd(*args, store_y=True)
-    dtp, acs, cb, hprev, y = saved
+    dtp, acs, hprev, y = saved
+    cb = sc.chunk_cb(t["C"], t["B"], 256)
     dout = torch.randn_like(out)
     st = {}
     st["cumsum"] = bench(lambda: sc.dt_cumsum_fwd(t["dt"], t["A"], 256, t["dt_bias"], True, (0.0, float("inf"))))
-    st["cb"] = bench(lambda: sc.chunk_cb(t["C"], t["B"], 256))
+    st["b_cb"] = bench(lambda: sc.chunk_cb(t["C"], t["B"], 256))
     st["chunk_state"] = bench(lambda: sc.chunk_state(t["x"], t["B"], dtp, acs, None))
     S = sc.chunk_state(t["x"], t["B"], dtp, acs, None)
     st["state_passing"] = bench(lambda: sc.state_passing_fwd(S, acs, None, None, t["x"].dtype))
-    st["chunk_scan"] = bench(lambda: sc.chunk_scan_fwd(t["x"], t["C"], cb, hprev, dtp, acs, None, t["D"], t["z"], True))
+    st["chunk_scan"] = bench(lambda: sc.chunk_scan_fwd(t["x"], t["B"], t["C"], hprev, dtp, acs, None, t["D"], t["z"],
+                                                        True))
     dy, dz = sc.gate_bwd(dout, y, t["z"])
     st["b_gate"] = bench(lambda: sc.gate_bwd(dout, y, t["z"]))
     st["b_dhprev"] = bench(lambda: sc.chunk_state(dy, t["C"], dtp, acs, None, to_end=False))

@@ -7,6 +7,12 @@ For position t of chunk c (state entering the chunk H_prev, k_t = 1 if t belongs
         + D ⊙ X_t
     out_t = Y_t ⊙ silu(z_t)                                        (if z is given)
 
+The forward computes each (T × S) block of C Bᵀ on the fly from the C_t rows it already holds for the
+inter-chunk term and the B_s rows of the block (one more (T × N)(N × S) tensor-core product), instead
+of reading a stored (batch, chunks, groups, Q, Q) matrix: one launch and one Q × Q round trip fewer,
+and with groups = heads (the rotary SSD) no per-head Q × Q tensor at all. The backward, which uses
+C Bᵀ in three kernels, still computes it once (``ssd_bmm.chunk_cb``).
+
 Backward (this file): with G = ∂L/∂S_c from the state passing and dY = ∂L/∂Y::
 
     U_s = Σ_{t ≥ s} (C_t·B_s) exp(acs_t − acs_s) dY_t  +  exp(acs_end − acs_s) G B_s
@@ -27,9 +33,9 @@ from seqssm.kernels.ssd_common import dot_block, mma, tune
 @tune(key=["P", "N", "CS", "HAS_Z", "STORE_Y"])
 @triton.jit
 def _chunk_scan_fwd_kernel(
-    x_ptr, C_ptr, cb_ptr, hprev_ptr, dtp_ptr, acs_ptr, seq_ptr, D_ptr, z_ptr, out_ptr, y_ptr,
+    x_ptr, B_ptr, C_ptr, hprev_ptr, dtp_ptr, acs_ptr, seq_ptr, D_ptr, z_ptr, out_ptr, y_ptr,
     L, H, G, P, N, nchunks,
-    s_xb, s_xl, s_xh, s_xp, s_cb, s_cl, s_cg, s_cn, s_zb, s_zl, s_zh, s_zp,
+    s_xb, s_xl, s_xh, s_xp, s_bb, s_bl, s_bg, s_bn, s_cb, s_cl, s_cg, s_cn, s_zb, s_zl, s_zh, s_zp,
     s_ob, s_ol, s_oh, s_op, s_qb, s_ql, s_dh, s_dp,
     HAS_SEQ: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, STORE_Y: tl.constexpr,
     CS: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr,
@@ -44,9 +50,11 @@ def _chunk_scan_fwd_kernel(
     c = pid_bc % nchunks
     t = tb * BT + tl.arange(0, BT)
     p = pb * BP + tl.arange(0, BP)
+    n = tl.arange(0, BN)  # all N state dimensions in one tile (BN >= N)
     pt = c * CS + t
     tmask = pt < L
     pmask = p < P
+    nmask = n < N
     base = (b * H + h) * nchunks * CS + c * CS
     a_t = tl.load(acs_ptr + base + t)
     scale = tl.exp(a_t)
@@ -55,32 +63,29 @@ def _chunk_scan_fwd_kernel(
         q_prev = tl.load(seq_ptr + b * s_qb + tl.maximum(c * CS - 1, 0) * s_ql)
         scale = tl.where(qt == q_prev, scale, 0.0)
     # inter-chunk: exp(acs_t) C_t H_prev
-    acc = tl.zeros((BT, BP), dtype=tl.float32)
-    Cp = C_ptr + b * s_cb + g * s_cg + pt[:, None] * s_cl
-    Hp = hprev_ptr + ((pid_bc * H + h) * P + p[None, :]) * N
-    for n0 in range(0, N, BN):
-        n = n0 + tl.arange(0, BN)
-        ct = tl.load(Cp + n[None, :] * s_cn, mask=tmask[:, None] & (n[None, :] < N), other=0.0)
-        hp = tl.load(Hp + n[:, None], mask=pmask[None, :] & (n[:, None] < N), other=0.0)
-        acc += mma(ct, hp.to(ct.dtype))
-    acc *= scale[:, None]
-    # intra-chunk: (L ∘ C Bᵀ)(Δ X)
+    ct = tl.load(C_ptr + b * s_cb + g * s_cg + pt[:, None] * s_cl + n[None, :] * s_cn,
+                 mask=tmask[:, None] & nmask[None, :], other=0.0)
+    hp = tl.load(hprev_ptr + ((pid_bc * H + h) * P + p[None, :]) * N + n[:, None],
+                 mask=pmask[None, :] & nmask[:, None], other=0.0)
+    acc = mma(ct, hp.to(ct.dtype)) * scale[:, None]
+    # intra-chunk: (L ∘ C Bᵀ)(Δ X), each (T × S) block of C Bᵀ from C_t and B_s
     xp = x_ptr + b * s_xb + h * s_xh
-    cbp = cb_ptr + (pid_bc * G + g) * CS * CS + t[:, None] * CS
+    Bp = B_ptr + b * s_bb + g * s_bg + n[:, None] * s_bn
     for s0 in range(0, (tb + 1) * BT, BS):
         s = s0 + tl.arange(0, BS)
         ps = c * CS + s
-        cb = tl.load(cbp + s[None, :])
+        smask = ps < L
+        bsT = tl.load(Bp + ps[None, :] * s_bl, mask=nmask[:, None] & smask[None, :], other=0.0)
+        cb = mma(ct, bsT.to(ct.dtype))
         a_s = tl.load(acs_ptr + base + s)
         dt_s = tl.load(dtp_ptr + base + s)
         keep = t[:, None] >= s[None, :]
         if HAS_SEQ:
-            qs = tl.load(seq_ptr + b * s_qb + ps * s_ql, mask=ps < L, other=-2)
+            qs = tl.load(seq_ptr + b * s_qb + ps * s_ql, mask=smask, other=-2)
             keep &= qt[:, None] == qs[None, :]
         w = cb * tl.exp(tl.minimum(a_t[:, None] - a_s[None, :], 0.0)) * dt_s[None, :]
         w = tl.where(keep, w, 0.0)
-        xs = tl.load(xp + ps[:, None] * s_xl + p[None, :] * s_xp,
-                     mask=(ps[:, None] < L) & pmask[None, :], other=0.0)
+        xs = tl.load(xp + ps[:, None] * s_xl + p[None, :] * s_xp, mask=smask[:, None] & pmask[None, :], other=0.0)
         acc += mma(w.to(xs.dtype), xs)
     m2 = tmask[:, None] & pmask[None, :]
     if HAS_D:
@@ -203,7 +208,7 @@ def _d_strides(D: torch.Tensor | None) -> tuple[int, int]:
 
 
 def chunk_scan_fwd(
-    x: torch.Tensor, C: torch.Tensor, cb: torch.Tensor, hprev: torch.Tensor, dtp: torch.Tensor,
+    x: torch.Tensor, B: torch.Tensor, C: torch.Tensor, hprev: torch.Tensor, dtp: torch.Tensor,
     acs: torch.Tensor, seq_idx: torch.Tensor | None, D: torch.Tensor | None, z: torch.Tensor | None,
     store_y: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -215,14 +220,15 @@ def chunk_scan_fwd(
     y = torch.empty_like(out) if (z is not None and store_y) else None
     BT = BS = min(cs, 64)
     BP = dot_block(P, 64)
-    BN = dot_block(N, 64)
+    BN = dot_block(N)
     q = seq_idx if seq_idx is not None else acs
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
     zz = z if z is not None else x
-    grid = ((cs // BT) * triton.cdiv(P, BP), H, b * nc)  # chunk slowest: C, CBᵀ shared in L2
+    grid = ((cs // BT) * triton.cdiv(P, BP), H, b * nc)  # chunk slowest: B, C shared in L2
     _chunk_scan_fwd_kernel[grid](
-        x, C, cb, hprev, dtp, acs, q, D if D is not None else x, zz, out, y if y is not None else out,
-        L, H, G, P, N, nc, *x.stride(), *C.stride(), *zz.stride(), *out.stride(), *sq, *_d_strides(D),
+        x, B, C, hprev, dtp, acs, q, D if D is not None else x, zz, out, y if y is not None else out,
+        L, H, G, P, N, nc, *x.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride(), *sq,
+        *_d_strides(D),
         HAS_SEQ=seq_idx is not None, HAS_D=D is not None, HAS_Z=z is not None, STORE_Y=y is not None,
         CS=cs, BT=BT, BS=BS, BP=BP, BN=BN,
     )

@@ -1,0 +1,224 @@
+"""SSD chunk length and kernel variants on a GPU, side by side in one run (issues 4 and 11).
+
+The chunk length Q changes only the order of the SSD arithmetic, not its result: the intra-chunk
+(quadratic) work per token grows with Q, the state work per token does not, and the stored states
+(batch, L/Q, heads, P, N) shrink with Q. This times our SSD at several Q against mamba_ssm's Triton SSD
+(at its default 256 and, with ``--mamba-chunks``, others), fla's ``chunk_simple_gla`` forward (Q 64,
+no D and z) and causal SDPA; with ``--old DIR``, a previous version of our forward (``DIR`` holds its
+ssd_combined.py and ssd_chunk_scan.py) at the same Q; and the rotary SSD vs the plain one per Q.
+
+usage: python bench/ssd_chunks.py --out DIR [--sdist .pkgs/mamba_ssm-2.3.2.post1] [--shapes 4x4096,4x32768]
+       [--chunks 64,128,256] [--mamba-chunks 256] [--old .anchors/ssd_old] [--rotary 8192,32768] [--graphs]
+
+bf16, 32 heads x 64 (d_inner 2048), N 128, 1 group, D, z, dt_bias, softplus. Medians of do_bench (CUDA
+events); ``--graphs`` adds the same calls replayed from a CUDA graph (GPU time without host launch cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+import types
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checkout import map_kernels_package  # noqa: E402
+
+map_kernels_package()
+from complex_overhead import ssd_call  # noqa: E402
+from complex_overhead import ssd_inputs as rotary_inputs  # noqa: E402
+from ssd import bench, call_of, fwd_bwd, gpu_checks, peak_gib, rel, ssd_inputs, time_fla, time_sdpa  # noqa: E402
+
+from seqssm.io import write_json, write_text  # noqa: E402
+
+START = time.time()
+
+
+def log(*a) -> None:
+    print(f"[{time.time() - START:6.1f}s]", *a, flush=True)
+
+
+def load_old(folder: str) -> types.ModuleType:
+    """Our earlier ssd_combined.py from ``folder``, importing its ssd_chunk_scan.py from there too."""
+    spec = importlib.util.spec_from_file_location("ssd_old_chunk_scan", os.path.join(folder, "ssd_chunk_scan.py"))
+    scan = importlib.util.module_from_spec(spec)
+    sys.modules["ssd_old_chunk_scan"] = scan
+    spec.loader.exec_module(scan)
+    src = open(os.path.join(folder, "ssd_combined.py")).read()
+    src = src.replace("from seqssm.kernels.ssd_chunk_scan import", "from ssd_old_chunk_scan import")
+    mod = types.ModuleType("ssd_old_combined")
+    exec(compile(src, os.path.join(folder, "ssd_combined.py"), "exec"), mod.__dict__)
+    return mod
+
+
+def api(ssd_triton):
+    """mamba_ssm's argument order onto an ``ssd_triton``."""
+    return lambda x, dt, A, B, C, chunk, D=None, z=None, dt_bias=None, dt_softplus=False: ssd_triton(
+        x, dt, A, B, C, chunk, D, z, dt_bias, None, None, dt_softplus)[0]
+
+
+def graph_ms(fn) -> float | None:
+    """``fn`` replayed from a CUDA graph (its kernels already tuned): GPU time without host launch cost."""
+    from triton.testing import do_bench_cudagraph
+
+    try:
+        return do_bench_cudagraph(fn, rep=200, return_mode="median")
+    except Exception as e:  # noqa: BLE001 - record, keep going
+        log("graph capture failed:", repr(e)[:200])
+        return None
+
+
+def timed(call, tensors, graphs: bool) -> dict:
+    run = fwd_bwd(call, list(tensors.values()))
+    r = {"fwd_ms": bench(call), "fwdbwd_ms": bench(run), "peak_gib": peak_gib(run)}
+    if graphs:
+        for v in tensors.values():
+            v.grad = None
+        r["fwd_graph_ms"], r["fwdbwd_graph_ms"] = graph_ms(call), graph_ms(run)
+    return r
+
+
+def new_vs_old(old, res) -> None:
+    """The new forward against the old on the benchmark layout (bf16), output and every gradient."""
+    from seqssm.kernels.ssd_combined import ssd_triton
+
+    t = ssd_inputs(2, 32, 64, 128, 4096, seed=5)
+    g = torch.randn(2, 4096, 32, 64, device="cuda", dtype=torch.bfloat16)
+    got = {}
+    for name, fn in (("new", ssd_triton), ("old", old.ssd_triton)):
+        lv = {k: v.clone().requires_grad_() for k, v in t.items()}
+        o = call_of(api(fn), lv)()
+        o.backward(g)
+        got[name] = {"out": o.detach(), **{"d" + k: v.grad for k, v in lv.items()}}
+    res["checks"]["new_vs_old_bf16"] = e = {k: rel(got["new"][k], got["old"][k]) for k in got["new"]}
+    log("check new vs old (bf16)", json.dumps({k: f"{v:.1e}" for k, v in e.items()}))
+
+
+def markdown(res: dict) -> str:
+    f = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [f"# SSD chunk lengths and variants ({res['device']}, {res['date']})", "", f"`{res['command']}`", "",
+             f"torch {res['torch']}, triton {res['triton']}; bf16, 32 heads x 64, N 128, 1 group, D, z, dt_bias, "
+             "softplus (fla: no D, z). Ratio: fwd+bwd against mamba_ssm at chunk 256 for the plain rows, against "
+             "our plain SSD at the same chunk and length for the rotary rows.", "",
+             "| shape | variant | fwd ms | fwd+bwd ms | ratio | peak GiB | fwd graph ms | fwd+bwd graph ms |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in res["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['shape']} | {r['variant']} | {r['error'][:120]} | | | | | |")
+            continue
+        lines.append(f"| {r['shape']} | {r['variant']} | {f(r.get('fwd_ms'))} | {f(r.get('fwdbwd_ms'))} | "
+                     f"{f(r.get('ratio'))} | {f(r.get('peak_gib'))} | {f(r.get('fwd_graph_ms'))} | "
+                     f"{f(r.get('fwdbwd_graph_ms'))} |")
+    lines += ["", "Checks (relative error):", ""]
+    for name, e in res["checks"].items():
+        lines.append(f"- {name}: {json.dumps(e)}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--sdist", default=None)
+    ap.add_argument("--shapes", default="4x4096,4x32768", help="BATCHxL,...")
+    ap.add_argument("--chunks", default="64,128,256")
+    ap.add_argument("--mamba-chunks", default="256")
+    ap.add_argument("--old", default=None, help="folder with an earlier ssd_combined.py + ssd_chunk_scan.py")
+    ap.add_argument("--rotary", default="", help="L,...: rotary (R = N/4) vs plain SSD at batch 1, every chunk")
+    ap.add_argument("--graphs", action="store_true")
+    ap.add_argument("--no-fla", action="store_true")
+    a = ap.parse_args()
+    import triton
+
+    from seqssm.kernels import ssd_combined
+
+    res = {"device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+           "triton": triton.__version__, "command": "python " + " ".join(sys.argv), "rows": [], "checks": {}}
+    os.makedirs(a.out, exist_ok=True)
+    stem = os.path.join(a.out, f"ssd_chunks_{res['date']}")
+
+    def emit(row: dict) -> None:
+        res["rows"].append(row)
+        log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
+        write_json(stem + ".json", res)
+
+    gpu_checks(None, res)  # our kernels vs the float64 recurrence (fp32 and bf16, groups, seq_idx, initial state)
+    old = load_old(a.old) if a.old else None
+    if old is not None:
+        new_vs_old(old, res)
+    mamba_fn = None
+    if a.sdist:
+        sys.path.insert(0, a.sdist)
+        pkg = types.ModuleType("mamba_ssm")  # its __init__ imports the CUDA extension, which we do not build
+        pkg.__path__ = [os.path.join(a.sdist, "mamba_ssm")]
+        sys.modules.setdefault("mamba_ssm", pkg)
+        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined as mamba_fn
+    chunks = [int(c) for c in a.chunks.split(",")]
+    fla = importlib.util.find_spec("fla") is not None and not a.no_fla
+    for shape in a.shapes.split(","):
+        batch, L = (int(v) for v in shape.split("x"))
+        variants = [(f"ours chunk {c}", api(ssd_combined.ssd_triton), c) for c in chunks]
+        if old is not None:
+            variants.append(("old forward (stored CBᵀ) chunk 256", api(old.ssd_triton), 256))
+        if mamba_fn is not None:
+            variants += [(f"mamba_ssm chunk {c}", mamba_fn, c) for c in map(int, a.mamba_chunks.split(","))]
+        base = None
+        rows = []
+        for label, fn, c in variants:
+            try:
+                t = ssd_inputs(batch, 32, 64, 128, L)
+                row = {"shape": shape, "variant": label, **timed(call_of(fn, t, c), t, a.graphs)}
+            except Exception as e:  # noqa: BLE001
+                row = {"shape": shape, "variant": label, "error": f"{type(e).__name__}: {str(e)[:300]}"}
+            if label == "mamba_ssm chunk 256":
+                base = row.get("fwdbwd_ms")
+            rows.append(row)
+            emit(row)
+            torch.cuda.empty_cache()
+        for row in rows:
+            if base and "fwdbwd_ms" in row:
+                row["ratio"] = row["fwdbwd_ms"] / base
+        extra = {"shape": shape, "variant": "SDPA causal (16 heads x 64)"}
+        time_sdpa(extra, batch, 2048, L)
+        emit({"shape": shape, "variant": extra["variant"], "fwd_ms": extra["sdpa_fwd_ms"],
+              "fwdbwd_ms": extra["sdpa_fwdbwd_ms"]})
+        if fla:
+            extra = {}
+            try:
+                time_fla(extra, batch, 32, 128, L)
+            except Exception as e:  # noqa: BLE001 - its backward refuses triton 3.6 on Hopper
+                extra["error"] = f"{type(e).__name__}: {str(e)[:120]}"
+            emit({"shape": shape, "variant": "fla chunk_simple_gla (no D, z)", "fwd_ms": extra.get("fla_fwd_ms"),
+                  "fwdbwd_ms": extra.get("fla_fwdbwd_ms"), **({"note": extra["error"]} if "error" in extra else {})})
+            torch.cuda.empty_cache()
+    new_impl = ssd_combined.ssd_triton
+    for L in [int(v) for v in a.rotary.split(",") if v]:
+        for label, impl in [("", new_impl)] + ([(" old forward", old.ssd_triton)] if old else []):
+            for c in chunks if not label else [256]:
+                ssd_combined.ssd_triton = impl  # the ops layer imports it at every call
+                try:
+                    plain = rotary_inputs(1, 32, 64, 128, L, 1)
+                    plain.pop("theta")
+                    p = timed(ssd_call(plain, False, chunk=c), plain, a.graphs)
+                    emit({"shape": f"1x{L}", "variant": f"plain SSD{label} chunk {c}", **p})
+                    del plain
+                    rot = rotary_inputs(1, 32, 64, 128, L, 32)
+                    r = timed(ssd_call(rot, True, chunk=c), rot, a.graphs)
+                    emit({"shape": f"1x{L}", "variant": f"rotary R=N/4{label} chunk {c}", **r,
+                          "ratio": r["fwdbwd_ms"] / p["fwdbwd_ms"], "fwd_ratio": r["fwd_ms"] / p["fwd_ms"]})
+                    del rot
+                except Exception as e:  # noqa: BLE001
+                    emit({"shape": f"1x{L}", "variant": f"rotary{label} chunk {c}", "error": repr(e)[:300]})
+                finally:
+                    ssd_combined.ssd_triton = new_impl
+                torch.cuda.empty_cache()
+    write_text(stem + ".md", markdown(res))
+    print(markdown(res), flush=True)
+
+
+if __name__ == "__main__":
+    main()
