@@ -5,10 +5,12 @@ The chunk length Q changes only the order of the SSD arithmetic, not its result:
 (batch, L/Q, heads, P, N) shrink with Q. This times our SSD at several Q against mamba_ssm's Triton SSD
 (at its default 256 and, with ``--mamba-chunks``, others), fla's ``chunk_simple_gla`` forward (Q 64,
 no D and z) and causal SDPA; with ``--old DIR``, a previous version of our forward (``DIR`` holds its
-ssd_combined.py and ssd_chunk_scan.py) at the same Q; and the rotary SSD vs the plain one per Q.
+ssd_combined.py and ssd_chunk_scan.py) at the same Q; and the rotary SSD vs the plain one per Q. ``--kernel-tables L``:
+torch.profiler's time per kernel of the plain and the rotary SSD forward+backward at batch 1, chunk 256.
 
 usage: python bench/ssd_chunks.py --out DIR [--sdist .pkgs/mamba_ssm-2.3.2.post1] [--shapes 4x4096,4x32768]
        [--chunks 64,128,256] [--mamba-chunks 256] [--old .anchors/ssd_old] [--rotary 8192,32768] [--graphs]
+       [--kernel-tables 32768]
 
 bf16, 32 heads x 64 (d_inner 2048), N 128, 1 group, D, z, dt_bias, softplus. Medians of do_bench (CUDA
 events); ``--graphs`` adds the same calls replayed from a CUDA graph (GPU time without host launch cost).
@@ -33,6 +35,7 @@ map_kernels_package()
 from complex_overhead import ssd_call  # noqa: E402
 from complex_overhead import ssd_inputs as rotary_inputs  # noqa: E402
 from ssd import bench, call_of, fwd_bwd, gpu_checks, peak_gib, rel, ssd_inputs, time_fla, time_sdpa  # noqa: E402
+from ssd_profile import kernel_table  # noqa: E402
 
 from seqssm.io import write_json, write_text  # noqa: E402
 
@@ -130,6 +133,7 @@ def main() -> None:
     ap.add_argument("--old", default=None, help="folder with an earlier ssd_combined.py + ssd_chunk_scan.py")
     ap.add_argument("--rotary", default="", help="L,...: rotary (R = N/4) vs plain SSD at batch 1, every chunk")
     ap.add_argument("--graphs", action="store_true")
+    ap.add_argument("--kernel-tables", default="", help="L,...: kernel times of plain vs rotary fwd+bwd")
     ap.add_argument("--no-fla", action="store_true")
     a = ap.parse_args()
     import triton
@@ -159,7 +163,7 @@ def main() -> None:
         from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined as mamba_fn
     chunks = [int(c) for c in a.chunks.split(",")]
     fla = importlib.util.find_spec("fla") is not None and not a.no_fla
-    for shape in a.shapes.split(","):
+    for shape in filter(None, a.shapes.split(",")):
         batch, L = (int(v) for v in shape.split("x"))
         variants = [(f"ours chunk {c}", api(ssd_combined.ssd_triton), c) for c in chunks]
         if old is not None:
@@ -216,6 +220,18 @@ def main() -> None:
                 finally:
                     ssd_combined.ssd_triton = new_impl
                 torch.cuda.empty_cache()
+    for L in [int(v) for v in a.kernel_tables.split(",") if v]:
+        for label, R in (("plain", 0), ("rotary R=N/4", 32)):
+            t = rotary_inputs(1, 32, 64, 128, L, max(R, 1))
+            if not R:
+                t.pop("theta")
+            table = kernel_table(fwd_bwd(ssd_call(t, bool(R)), list(t.values())))
+            res.setdefault("kernel_tables", []).append({"L": L, "variant": label, "kernels": table})
+            log(label, L, "kernels ms total", round(sum(r["ms_per_call"] for r in table), 3))
+            for r in table[:14]:
+                log(f"  {r['ms_per_call']:.3f} ms x{r['count_per_call']:.0f}  {r['kernel']}")
+            write_json(stem + ".json", res)
+            del t
     write_text(stem + ".md", markdown(res))
     print(markdown(res), flush=True)
 
