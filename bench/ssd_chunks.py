@@ -4,8 +4,8 @@ The chunk length Q changes only the order of the SSD arithmetic, not its result:
 (quadratic) work per token grows with Q, the state work per token does not, and the stored states
 (batch, L/Q, heads, P, N) shrink with Q. This times our SSD at several Q against mamba_ssm's Triton SSD
 (at its default 256 and, with ``--mamba-chunks``, others), fla's ``chunk_simple_gla`` forward (Q 64,
-no D and z) and causal SDPA; with ``--old DIR``, a previous version of our forward (``DIR`` holds its
-ssd_combined.py and ssd_chunk_scan.py) at the same Q; and the rotary SSD vs the plain one per Q. ``--kernel-tables L``:
+no D and z) and causal SDPA; with ``--old DIR``, a previous version of ours (``DIR`` holds its
+ssd_combined.py and the kernel modules that changed since) at the same Q; and the rotary SSD vs the plain one per Q. ``--kernel-tables L``:
 torch.profiler's time per kernel of the plain and the rotary SSD forward+backward at batch 1, chunk 256.
 
 usage: python bench/ssd_chunks.py --out DIR [--sdist .pkgs/mamba_ssm-2.3.2.post1] [--shapes 4x4096,4x32768]
@@ -47,15 +47,19 @@ def log(*a) -> None:
 
 
 def load_old(folder: str) -> types.ModuleType:
-    """Our earlier ssd_combined.py from ``folder``, importing its ssd_chunk_scan.py from there too."""
-    spec = importlib.util.spec_from_file_location("ssd_old_chunk_scan", os.path.join(folder, "ssd_chunk_scan.py"))
-    scan = importlib.util.module_from_spec(spec)
-    sys.modules["ssd_old_chunk_scan"] = scan
-    spec.loader.exec_module(scan)
-    src = open(os.path.join(folder, "ssd_combined.py")).read()
-    src = src.replace("from seqssm.kernels.ssd_chunk_scan import", "from ssd_old_chunk_scan import")
-    mod = types.ModuleType("ssd_old_combined")
-    exec(compile(src, os.path.join(folder, "ssd_combined.py"), "exec"), mod.__dict__)
+    """Our earlier SSD from ``folder``: its ssd_combined.py, with the kernel modules it imports taken from
+    ``folder`` where present there (``ssd_bmm.py``, ``ssd_chunk_scan.py``, ...), else from seqssm.kernels."""
+    names = sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py"))
+    order = [n for n in names if n != "ssd_combined"] + ["ssd_combined"]
+    mod = None
+    for name in order:
+        src = open(os.path.join(folder, name + ".py")).read()
+        for other in names:
+            src = src.replace(f"from seqssm.kernels.{other} import", f"from ssd_old_{other} import")
+        mod = types.ModuleType(f"ssd_old_{name}")
+        mod.__file__ = os.path.join(folder, name + ".py")  # triton.jit reads the source of its functions
+        sys.modules[mod.__name__] = mod
+        exec(compile(src, mod.__file__, "exec"), mod.__dict__)
     return mod
 
 
@@ -130,7 +134,7 @@ def main() -> None:
     ap.add_argument("--shapes", default="4x4096,4x32768", help="BATCHxL,...")
     ap.add_argument("--chunks", default="64,128,256")
     ap.add_argument("--mamba-chunks", default="256")
-    ap.add_argument("--old", default=None, help="folder with an earlier ssd_combined.py + ssd_chunk_scan.py")
+    ap.add_argument("--old", default=None, help="folder with an earlier ssd_combined.py + changed kernel modules")
     ap.add_argument("--rotary", default="", help="L,...: rotary (R = N/4) vs plain SSD at batch 1, every chunk")
     ap.add_argument("--graphs", action="store_true")
     ap.add_argument("--kernel-tables", default="", help="L,...: kernel times of plain vs rotary fwd+bwd")
@@ -167,7 +171,7 @@ def main() -> None:
         batch, L = (int(v) for v in shape.split("x"))
         variants = [(f"ours chunk {c}", api(ssd_combined.ssd_triton), c) for c in chunks]
         if old is not None:
-            variants.append(("old forward (stored CBᵀ) chunk 256", api(old.ssd_triton), 256))
+            variants.append(("old (stored CBᵀ) chunk 256", api(old.ssd_triton), 256))
         if mamba_fn is not None:
             variants += [(f"mamba_ssm chunk {c}", mamba_fn, c) for c in map(int, a.mamba_chunks.split(","))]
         base = None
@@ -201,7 +205,7 @@ def main() -> None:
             torch.cuda.empty_cache()
     new_impl = ssd_combined.ssd_triton
     for L in [int(v) for v in a.rotary.split(",") if v]:
-        for label, impl in [("", new_impl)] + ([(" old forward", old.ssd_triton)] if old else []):
+        for label, impl in [("", new_impl)] + ([(" old", old.ssd_triton)] if old else []):
             for c in chunks if not label else [256]:
                 ssd_combined.ssd_triton = impl  # the ops layer imports it at every call
                 try:

@@ -10,6 +10,13 @@ k_t = exp(acs_t) if t belongs to the sequence of the entering state, else 0)::
 and the inter-chunk part of ∂L/∂acs_t = ⟨dY_t, Y_off,t⟩ = ⟨k_t dY_t H_prev, C_t⟩, read off the
 second sum of dC per head, and the state passing's ∂L/∂acs_end += k d ⟨G_c, H_prev,c⟩ (G and H_prev
 are loaded here anyway).
+
+With one head per group (groups = heads, as in the rotary SSD) d(CBᵀ) = W of that head (see
+``ssd_bmm``), so it is not read from memory but formed here block by block, W[t, s] = L[t, s] Δ_s
+⟨dY_t, X_s⟩, from dY and X: once with t running over the column blocks (for dB) and once with s
+running over the row blocks (for dC, where the row part of ∂L/∂acs_t, Σ_s W[t, s] (CBᵀ)[t, s], is
+summed too, with C Bᵀ formed from the C and B rows). That skips the ``ssd_bmm`` kernel and its
+per-head (batch, chunks, heads, Q, Q) fp32 tensor, written once and read twice.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import triton.language as tl
 from seqssm.kernels.ssd_common import dot_block, mma, tune
 
 
-@tune(key=["H", "G", "P", "N", "CS"], restore=["gacs_ptr"])
+@tune(key=["H", "G", "P", "N", "CS", "FUSED"], restore=["gacs_ptr"])
 @triton.jit
 def _bc_bwd_kernel(
     x_ptr, dy_ptr, B_ptr, C_ptr, dcb_ptr, gst_ptr, hprev_ptr, dtp_ptr, acs_ptr, seq_ptr,
@@ -29,8 +36,8 @@ def _bc_bwd_kernel(
     L, H, G, P, N, nchunks,
     s_xb, s_xl, s_xh, s_xp, s_yb, s_yl, s_yh, s_yp, s_bb, s_bl, s_bg, s_bn, s_cb, s_cl, s_cg, s_cn,
     s_qb, s_ql, s_gb, s_gl, s_gg, s_gn,
-    HAS_SEQ: tl.constexpr, CS: tl.constexpr, BM: tl.constexpr, BT: tl.constexpr,
-    BP: tl.constexpr, BN: tl.constexpr,
+    HAS_SEQ: tl.constexpr, FUSED: tl.constexpr, CS: tl.constexpr, BM: tl.constexpr, BT: tl.constexpr,
+    BP: tl.constexpr, BN: tl.constexpr, BPF: tl.constexpr,
 ):
     pid_bc = tl.program_id(2).to(tl.int64)
     g = tl.program_id(1).to(tl.int64)
@@ -45,28 +52,74 @@ def _bc_bwd_kernel(
     mn = mmask[:, None] & nmask[None, :]
     Bp = B_ptr + b * s_bb + g * s_bg
     Cp = C_ptr + b * s_cb + g * s_cg
-    dcbp = dcb_ptr + (pid_bc * G + g) * CS * CS
     dB = tl.zeros((BM, BN), dtype=tl.float32)
     dC = tl.zeros((BM, BN), dtype=tl.float32)
-    for t0 in range(mb * BM, CS, BT):  # dB_m += Σ_t d(CBᵀ)[t, m] C_t
-        t = t0 + tl.arange(0, BT)
-        pt = c * CS + t
-        dcbT = tl.load(dcbp + t[None, :] * CS + m[:, None])
-        ct = tl.load(Cp + pt[:, None] * s_cl + n[None, :] * s_cn,
-                     mask=(pt[:, None] < L) & nmask[None, :], other=0.0)
-        dB += mma(dcbT.to(ct.dtype), ct)
-    for s0 in range(0, (mb + 1) * BM, BT):  # dC_m += Σ_s d(CBᵀ)[m, s] B_s
-        s = s0 + tl.arange(0, BT)
-        ps = c * CS + s
-        dcb = tl.load(dcbp + m[:, None] * CS + s[None, :])
-        bs = tl.load(Bp + ps[:, None] * s_bl + n[None, :] * s_bn,
-                     mask=(ps[:, None] < L) & nmask[None, :], other=0.0)
-        dC += mma(dcb.to(bs.dtype), bs)
-    cm = tl.load(Cp + pm[:, None] * s_cl + n[None, :] * s_cn, mask=mn, other=0.0).to(tl.float32)
+    cm_in = tl.load(Cp + pm[:, None] * s_cl + n[None, :] * s_cn, mask=mn, other=0.0)
+    cm = cm_in.to(tl.float32)
     if HAS_SEQ:
         qm = tl.load(seq_ptr + b * s_qb + pm * s_ql, mask=mmask, other=-2)
         q_end = tl.load(seq_ptr + b * s_qb + tl.minimum(c * CS + CS - 1, L - 1) * s_ql)
         q_prev = tl.load(seq_ptr + b * s_qb + tl.maximum(c * CS - 1, 0) * s_ql)
+    if FUSED:  # one head per group (h = g): W blocks from dY and X, no d(CBᵀ) in memory
+        base = (b * H + g) * nchunks * CS + c * CS
+        a_m = tl.load(acs_ptr + base + m)
+        dt_m = tl.load(dtp_ptr + base + m)
+        pf = tl.arange(0, BPF)
+        xp = x_ptr + b * s_xb + g * s_xh + pf[None, :] * s_xp
+        dyp = dy_ptr + b * s_yb + g * s_yh + pf[None, :] * s_yp
+        mpf = mmask[:, None] & (pf[None, :] < P)
+        xm = tl.load(xp + pm[:, None] * s_xl, mask=mpf, other=0.0)
+        dym = tl.load(dyp + pm[:, None] * s_yl, mask=mpf, other=0.0)
+        for t0 in range(mb * BM, CS, BT):  # dB_m += Σ_t W[t, m] C_t
+            t = t0 + tl.arange(0, BT)
+            pt = c * CS + t
+            tmask = pt < L
+            dyt = tl.load(dyp + pt[:, None] * s_yl, mask=tmask[:, None] & (pf[None, :] < P), other=0.0)
+            a_t = tl.load(acs_ptr + base + t)
+            keep = t[:, None] >= m[None, :]
+            if HAS_SEQ:
+                qt = tl.load(seq_ptr + b * s_qb + pt * s_ql, mask=tmask, other=-1)
+                keep &= qt[:, None] == qm[None, :]
+            w = mma(dyt, tl.trans(xm).to(dyt.dtype)) * tl.exp(tl.minimum(a_t[:, None] - a_m[None, :], 0.0))
+            w = tl.where(keep, w * dt_m[None, :], 0.0)  # W[t, m]
+            ct = tl.load(Cp + pt[:, None] * s_cl + n[None, :] * s_cn, mask=tmask[:, None] & nmask[None, :],
+                         other=0.0)
+            dB += mma(tl.trans(w).to(ct.dtype), ct)
+        row = tl.zeros((BM,), dtype=tl.float32)  # Σ_s W[m, s] (CBᵀ)[m, s]
+        for s0 in range(0, (mb + 1) * BM, BT):  # dC_m += Σ_s W[m, s] B_s
+            s = s0 + tl.arange(0, BT)
+            ps = c * CS + s
+            smask = ps < L
+            xs = tl.load(xp + ps[:, None] * s_xl, mask=smask[:, None] & (pf[None, :] < P), other=0.0)
+            a_s = tl.load(acs_ptr + base + s)
+            dt_s = tl.load(dtp_ptr + base + s)
+            keep = m[:, None] >= s[None, :]
+            if HAS_SEQ:
+                qs = tl.load(seq_ptr + b * s_qb + ps * s_ql, mask=smask, other=-2)
+                keep &= qm[:, None] == qs[None, :]
+            w = mma(dym, tl.trans(xs).to(dym.dtype)) * tl.exp(tl.minimum(a_m[:, None] - a_s[None, :], 0.0))
+            w = tl.where(keep, w * dt_s[None, :], 0.0)  # W[m, s]
+            bs = tl.load(Bp + ps[:, None] * s_bl + n[None, :] * s_bn, mask=smask[:, None] & nmask[None, :],
+                         other=0.0)
+            row += tl.sum(w * mma(cm_in, tl.trans(bs).to(cm_in.dtype)), axis=1)
+            dC += mma(w.to(bs.dtype), bs)
+        tl.atomic_add(gacs_ptr + base + m, row)
+    else:
+        dcbp = dcb_ptr + (pid_bc * G + g) * CS * CS
+        for t0 in range(mb * BM, CS, BT):  # dB_m += Σ_t d(CBᵀ)[t, m] C_t
+            t = t0 + tl.arange(0, BT)
+            pt = c * CS + t
+            dcbT = tl.load(dcbp + t[None, :] * CS + m[:, None])
+            ct = tl.load(Cp + pt[:, None] * s_cl + n[None, :] * s_cn,
+                         mask=(pt[:, None] < L) & nmask[None, :], other=0.0)
+            dB += mma(dcbT.to(ct.dtype), ct)
+        for s0 in range(0, (mb + 1) * BM, BT):  # dC_m += Σ_s d(CBᵀ)[m, s] B_s
+            s = s0 + tl.arange(0, BT)
+            ps = c * CS + s
+            dcb = tl.load(dcbp + m[:, None] * CS + s[None, :])
+            bs = tl.load(Bp + ps[:, None] * s_bl + n[None, :] * s_bn,
+                         mask=(ps[:, None] < L) & nmask[None, :], other=0.0)
+            dC += mma(dcb.to(bs.dtype), bs)
     hpg = H // G
     for i in range(0, hpg):
         h = g * hpg + i
@@ -109,11 +162,13 @@ def _bc_bwd_kernel(
 
 
 def bc_bwd(
-    x: torch.Tensor, dy: torch.Tensor, B: torch.Tensor, C: torch.Tensor, dcb: torch.Tensor,
+    x: torch.Tensor, dy: torch.Tensor, B: torch.Tensor, C: torch.Tensor, dcb: torch.Tensor | None,
     gst: torch.Tensor, hprev: torch.Tensor, dtp: torch.Tensor, acs: torch.Tensor,
     seq_idx: torch.Tensor | None, g_acs: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(dB, dC), contiguous, in B's and C's dtypes; adds the inter-chunk ∂L/∂acs into ``g_acs``."""
+    """(dB, dC), contiguous, in B's and C's dtypes; adds the inter-chunk ∂L/∂acs into ``g_acs``.
+    ``dcb`` (``ssd_bmm.chunk_cb_bwd``) when a group has several heads; None with one head per group:
+    the W blocks are formed here, and the row part of ∂L/∂acs is added too."""
     b, L, H, P = x.shape
     G, N = B.shape[2], B.shape[3]
     nc, cs = acs.shape[2], acs.shape[3]
@@ -124,10 +179,13 @@ def bc_bwd(
     BN = dot_block(N)
     q = seq_idx if seq_idx is not None else acs
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
+    fused = dcb is None
+    if fused and H != G:
+        raise ValueError(f"bc_bwd without d(CBᵀ) needs one head per group, got {H} heads, {G} groups")
     grid = (cs // BM, G, b * nc)
     _bc_bwd_kernel[grid](
-        x, dy, B, C, dcb, gst, hprev, dtp, acs, q, dB, dC, g_acs, L, H, G, P, N, nc,
+        x, dy, B, C, g_acs if fused else dcb, gst, hprev, dtp, acs, q, dB, dC, g_acs, L, H, G, P, N, nc,
         *x.stride(), *dy.stride(), *B.stride(), *C.stride(), *sq, *dB.stride(),
-        HAS_SEQ=seq_idx is not None, CS=cs, BM=BM, BT=BT, BP=BP, BN=BN,
+        HAS_SEQ=seq_idx is not None, FUSED=fused, CS=cs, BM=BM, BT=BT, BP=BP, BN=BN, BPF=dot_block(P),
     )
     return dB, dC

@@ -10,8 +10,8 @@ For position t of chunk c (state entering the chunk H_prev, k_t = 1 if t belongs
 The forward computes each (T × S) block of C Bᵀ on the fly from the C_t rows it already holds for the
 inter-chunk term and the B_s rows of the block (one more (T × N)(N × S) tensor-core product), instead
 of reading a stored (batch, chunks, groups, Q, Q) matrix: one launch and one Q × Q round trip fewer,
-and with groups = heads (the rotary SSD) no per-head Q × Q tensor at all. The backward, which uses
-C Bᵀ in three kernels, still computes it once (``ssd_bmm.chunk_cb``).
+and with groups = heads (the rotary SSD) no per-head Q × Q tensor at all. The backward for X does the
+same with its (S × T) blocks of (C Bᵀ)ᵀ.
 
 Backward (this file): with G = ∂L/∂S_c from the state passing and dY = ∂L/∂Y::
 
@@ -105,11 +105,11 @@ def _chunk_scan_fwd_kernel(
 @tune(key=["P", "N", "CS"], restore=["gacs_ptr"])
 @triton.jit
 def _chunk_scan_bwd_dx_kernel(
-    x_ptr, dy_ptr, B_ptr, cb_ptr, gst_ptr, dtp_ptr, acs_ptr, seq_ptr, D_ptr,
+    x_ptr, dy_ptr, B_ptr, C_ptr, gst_ptr, dtp_ptr, acs_ptr, seq_ptr, D_ptr,
     dx_ptr, gdt_ptr, dD_ptr, gacs_ptr,
     L, H, G, P, N, nchunks,
-    s_xb, s_xl, s_xh, s_xp, s_yb, s_yl, s_yh, s_yp, s_bb, s_bl, s_bg, s_bn, s_qb, s_ql, s_dh, s_dp,
-    s_ob, s_ol, s_oh, s_op,
+    s_xb, s_xl, s_xh, s_xp, s_yb, s_yl, s_yh, s_yp, s_bb, s_bl, s_bg, s_bn, s_cb, s_cl, s_cg, s_cn,
+    s_qb, s_ql, s_dh, s_dp, s_ob, s_ol, s_oh, s_op,
     HAS_SEQ: tl.constexpr, HAS_D: tl.constexpr,
     CS: tl.constexpr, BS: tl.constexpr, BT: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr,
 ):
@@ -134,27 +134,26 @@ def _chunk_scan_bwd_dx_kernel(
         qs = tl.load(seq_ptr + b * s_qb + ps * s_ql, mask=smask, other=-2)
         q_end = tl.load(seq_ptr + b * s_qb + tl.minimum(c * CS + CS - 1, L - 1) * s_ql)
         w_end = tl.where(qs == q_end, w_end, 0.0)
-    # state term: exp(acs_end − acs_s) B_s Gᵀ
-    acc = tl.zeros((BS, BP), dtype=tl.float32)
-    Bp = B_ptr + b * s_bb + g * s_bg + ps[:, None] * s_bl
-    Gp = gst_ptr + ((pid_bc * H + h) * P + p[None, :]) * N
-    for n0 in range(0, N, BN):
-        n = n0 + tl.arange(0, BN)
-        bs = tl.load(Bp + n[None, :] * s_bn, mask=smask[:, None] & (n[None, :] < N), other=0.0)
-        gt = tl.load(Gp + n[:, None], mask=pmask[None, :] & (n[:, None] < N), other=0.0)
-        acc += mma(bs, gt.to(bs.dtype))
-    acc *= w_end[:, None]
+    # state term: exp(acs_end − acs_s) B_s Gᵀ (all N state dimensions in one tile, BN >= N)
+    n = tl.arange(0, BN)
+    nmask = n < N
+    bs = tl.load(B_ptr + b * s_bb + g * s_bg + ps[:, None] * s_bl + n[None, :] * s_bn,
+                 mask=smask[:, None] & nmask[None, :], other=0.0)
+    gt = tl.load(gst_ptr + ((pid_bc * H + h) * P + p[None, :]) * N + n[:, None],
+                 mask=pmask[None, :] & nmask[:, None], other=0.0)
+    acc = mma(bs, gt.to(bs.dtype)) * w_end[:, None]
     xs = tl.load(x_ptr + b * s_xb + h * s_xh + ps[:, None] * s_xl + p[None, :] * s_xp,
                  mask=m2, other=0.0).to(tl.float32)
     # the chunk-end decay sees Σ_s Δ_s ⟨X_s, state term⟩ (∂S_c/∂acs_end)
     tl.atomic_add(gacs_ptr + base + CS - 1, tl.sum(tl.sum(xs * acc, axis=1) * dt_s, axis=0))
     # intra term: Σ_{t ≥ s} (C_t·B_s) exp(acs_t − acs_s) dY_t
     dyp = dy_ptr + b * s_yb + h * s_yh
-    cbp = cb_ptr + (pid_bc * G + g) * CS * CS + s[:, None]
+    Cp = C_ptr + b * s_cb + g * s_cg + n[:, None] * s_cn
     for t0 in range(sb * BS, CS, BT):
         t = t0 + tl.arange(0, BT)
         pt = c * CS + t
-        cbT = tl.load(cbp + t[None, :] * CS)  # (BS, BT) = (C Bᵀ)[t, s]ᵀ
+        ctT = tl.load(Cp + pt[None, :] * s_cl, mask=nmask[:, None] & (pt[None, :] < L), other=0.0)
+        cbT = mma(bs, ctT.to(bs.dtype))  # (BS, BT) = (C Bᵀ)[t, s]ᵀ
         a_t = tl.load(acs_ptr + base + t)
         keep = t[None, :] >= s[:, None]
         if HAS_SEQ:
@@ -236,7 +235,7 @@ def chunk_scan_fwd(
 
 
 def chunk_scan_bwd_dx(
-    x: torch.Tensor, dy: torch.Tensor, B: torch.Tensor, cb: torch.Tensor, gst: torch.Tensor,
+    x: torch.Tensor, dy: torch.Tensor, B: torch.Tensor, C: torch.Tensor, gst: torch.Tensor,
     dtp: torch.Tensor, acs: torch.Tensor, seq_idx: torch.Tensor | None, D: torch.Tensor | None,
     g_acs: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -249,16 +248,16 @@ def chunk_scan_bwd_dx(
     gdt = torch.empty_like(dtp)
     BS = BT = min(cs, 64)
     BP = dot_block(P)
-    BN = dot_block(N, 64)
+    BN = dot_block(N)
     n_sb = cs // BS
     dD = torch.empty(b * nc * n_sb, H, P, device=x.device, dtype=torch.float32) if D is not None else None
     q = seq_idx if seq_idx is not None else acs
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
     grid = (n_sb, H, b * nc)
     _chunk_scan_bwd_dx_kernel[grid](
-        x, dy, B, cb, gst, dtp, acs, q, D if D is not None else x, dx, gdt,
+        x, dy, B, C, gst, dtp, acs, q, D if D is not None else x, dx, gdt,
         dD if dD is not None else gdt, g_acs, L, H, G, P, N, nc,
-        *x.stride(), *dy.stride(), *B.stride(), *sq, *_d_strides(D), *dx.stride(),
+        *x.stride(), *dy.stride(), *B.stride(), *C.stride(), *sq, *_d_strides(D), *dx.stride(),
         HAS_SEQ=seq_idx is not None, HAS_D=D is not None, CS=cs, BS=BS, BT=BT, BP=BP, BN=BN,
     )
     if dD is not None:

@@ -14,8 +14,8 @@ Chunked evaluation (chunk length Q; section 6, Listing 1 and eq. 16-20), one ker
     3. ssd_chunk_scan    Y = (L ∘ C Bᵀ)(Δ X) + exp(acs) C H_prev + D X, then the z gate; the
                          "attention" matrix C Bᵀ (before the mask L) is formed block by block inside
 
-The backward runs the same steps in reverse (see each module), starting from C Bᵀ per chunk and group
-(ssd_bmm), which three of its kernels read; ssd_bc_grad gathers dB and dC.
+The backward runs the same steps in reverse (see each module); ssd_bmm sums d(C Bᵀ) over a group's
+heads (skipped with one head per group) and ssd_bc_grad gathers dB and dC.
 All positions and strides are 64-bit inside the kernels, so L × d_inner may exceed 2^31.
 
 ``seq_idx`` (batch, L) restarts the state wherever it changes (packed sequences); it must be
@@ -30,7 +30,7 @@ import torch
 import triton
 
 from seqssm.kernels.ssd_bc_grad import bc_bwd
-from seqssm.kernels.ssd_bmm import chunk_cb, chunk_cb_bwd
+from seqssm.kernels.ssd_bmm import chunk_cb_bwd
 from seqssm.kernels.ssd_chunk_scan import chunk_scan_bwd_dx, chunk_scan_fwd, gate_bwd
 from seqssm.kernels.ssd_chunk_state import chunk_state, varlen_states
 from seqssm.kernels.ssd_cumsum import dt_cumsum_bwd, dt_cumsum_fwd
@@ -54,7 +54,6 @@ def ssd_fwd(
 def ssd_bwd(dout, dfinal, x, dt, A, B, C, D, z, dt_bias, initial_states, seq_idx, dt_softplus,
             dt_limit, dtp, acs, hprev, y):
     """Backward steps 3-0. Returns (dx, ddt, dA, dB, dC, dD, dz, ddt_bias, dinitial)."""
-    cb = chunk_cb(C, B, acs.shape[-1])
     dz = None
     if z is not None:
         dy, dz = gate_bwd(dout, y, z)
@@ -63,8 +62,9 @@ def ssd_bwd(dout, dfinal, x, dt, A, B, C, D, z, dt_bias, initial_states, seq_idx
     g_acs = torch.zeros_like(acs)
     dhprev = chunk_state(dy, C, dtp, acs, seq_idx, to_end=False)
     G, dinit = state_passing_bwd(dhprev, dfinal, acs, seq_idx, initial_states is not None)
-    dcb = chunk_cb_bwd(x, dy, cb, dtp, acs, seq_idx, g_acs)
-    dx, gdt, dD = chunk_scan_bwd_dx(x, dy, B, cb, G, dtp, acs, seq_idx, D, g_acs)
+    one_head_per_group = B.shape[2] == x.shape[2]
+    dcb = None if one_head_per_group else chunk_cb_bwd(x, dy, B, C, dtp, acs, seq_idx, g_acs)
+    dx, gdt, dD = chunk_scan_bwd_dx(x, dy, B, C, G, dtp, acs, seq_idx, D, g_acs)
     dB, dC = bc_bwd(x, dy, B, C, dcb, G, hprev, dtp, acs, seq_idx, g_acs)
     ddt, dA, dbias = dt_cumsum_bwd(dt, A, dt_bias, dt_softplus, dt_limit, dtp, g_acs, gdt)
     return dx, ddt, dA, dB, dC, dD, dz, dbias, dinit

@@ -107,10 +107,11 @@ def test_fwd_bwd_vs_recurrence(L, H, P, G, N, chunk, D2, z, init):
     check_fwd_bwd(make(2, L, H, P, G, N, D2=D2, z=z, init=init), chunk, torch.float32)
 
 
-def test_seq_idx_vs_recurrence():
+@pytest.mark.parametrize("G", [2, 4])  # 4 = one head per group: the backward forms d(CBᵀ) blocks in place
+def test_seq_idx_vs_recurrence(G):
     L = 70
     seq = torch.tensor([[0] * 20 + [1] * 33 + [2] * 17, [0] * 3 + [1] * 67], dtype=torch.int32)
-    check_fwd_bwd(make(2, L, 4, 16, 2, 16), 16, torch.float32, seq_idx=seq)
+    check_fwd_bwd(make(2, L, 4, 16, G, 16), 16, torch.float32, seq_idx=seq)
 
 
 def test_seq_idx_across_state_passing_groups():
@@ -120,8 +121,9 @@ def test_seq_idx_across_state_passing_groups():
     check_fwd_bwd(make(2, L, 2, 16, 1, 16), 16, torch.float32, seq_idx=seq)
 
 
-def test_bf16_fwd_bwd():
-    check_fwd_bwd(make(2, 50, 8, 32, 2, 32, init=False), 32, torch.bfloat16)
+@pytest.mark.parametrize("G", [2, 8])
+def test_bf16_fwd_bwd(G):
+    check_fwd_bwd(make(2, 50, 8, 32, G, 32, init=False), 32, torch.bfloat16)
 
 
 def test_matches_chunked_reference_with_dt_limit():
@@ -205,6 +207,12 @@ def test_state_passing_at_random_split():
 @pytest.mark.parametrize("chunk", [64, 128, 256])
 def test_production_shapes(P, N, chunk):
     check_fwd_bwd(make(1, chunk + 37, 2, P, 1, N), chunk, torch.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("P,N,chunk", [(64, 128, 256), (128, 256, 64), (64, 64, 128)])
+def test_production_shapes_one_head_per_group(P, N, chunk):
+    check_fwd_bwd(make(1, chunk + 37, 2, P, 2, N), chunk, torch.float32)
 
 
 def test_small_or_odd_chunk_size_is_rounded_up():
