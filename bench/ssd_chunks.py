@@ -5,15 +5,17 @@ The chunk length Q changes only the order of the SSD arithmetic, not its result:
 (batch, L/Q, heads, P, N) shrink with Q. This times our SSD at several Q against mamba_ssm's Triton SSD
 (at its default 256 and, with ``--mamba-chunks``, others), fla's ``chunk_simple_gla`` forward (Q 64,
 no D and z) and causal SDPA; with ``--old DIR``, a previous version of ours (``DIR`` holds its
-ssd_combined.py and the kernel modules that changed since) at the same Q; and the rotary SSD vs the plain one per Q. ``--kernel-tables L``:
-torch.profiler's time per kernel of the plain and the rotary SSD forward+backward at batch 1, chunk 256.
+ssd_combined.py and the kernel modules that changed since) at the same Q; and the rotary SSD vs the
+plain one per Q. ``--kernel-tables L``: torch.profiler's time per kernel of the plain and the rotary
+SSD forward+backward at batch 1, chunk 256.
 
 usage: python bench/ssd_chunks.py --out DIR [--sdist .pkgs/mamba_ssm-2.3.2.post1] [--shapes 4x4096,4x32768]
        [--chunks 64,128,256] [--mamba-chunks 256] [--old .anchors/ssd_old] [--rotary 8192,32768] [--graphs]
        [--kernel-tables 32768]
 
-bf16, 32 heads x 64 (d_inner 2048), N 128, 1 group, D, z, dt_bias, softplus. Medians of do_bench (CUDA
-events); ``--graphs`` adds the same calls replayed from a CUDA graph (GPU time without host launch cost).
+bf16, 32 heads x 64 (d_inner 2048), N 128 unless a shape says, 1 group, D, z, dt_bias, softplus.
+Medians of do_bench (CUDA events); ``--graphs`` adds the same calls replayed from a CUDA graph (GPU
+time without host launch cost).
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--sdist", default=None)
-    ap.add_argument("--shapes", default="4x4096,4x32768", help="BATCHxL,...")
+    ap.add_argument("--shapes", default="4x4096,4x32768", help="BATCHxL[xN],... (N default 128)")
     ap.add_argument("--chunks", default="64,128,256")
     ap.add_argument("--mamba-chunks", default="256")
     ap.add_argument("--old", default=None, help="folder with an earlier ssd_combined.py + changed kernel modules")
@@ -168,7 +170,7 @@ def main() -> None:
     chunks = [int(c) for c in a.chunks.split(",")]
     fla = importlib.util.find_spec("fla") is not None and not a.no_fla
     for shape in filter(None, a.shapes.split(",")):
-        batch, L = (int(v) for v in shape.split("x"))
+        batch, L, n = ([int(v) for v in shape.split("x")] + [128])[:3]
         variants = [(f"ours chunk {c}", api(ssd_combined.ssd_triton), c) for c in chunks]
         if old is not None:
             variants.append(("old (stored CBᵀ) chunk 256", api(old.ssd_triton), 256))
@@ -178,7 +180,7 @@ def main() -> None:
         rows = []
         for label, fn, c in variants:
             try:
-                t = ssd_inputs(batch, 32, 64, 128, L)
+                t = ssd_inputs(batch, 32, 64, n, L)
                 row = {"shape": shape, "variant": label, **timed(call_of(fn, t, c), t, a.graphs)}
             except Exception as e:  # noqa: BLE001
                 row = {"shape": shape, "variant": label, "error": f"{type(e).__name__}: {str(e)[:300]}"}
@@ -190,6 +192,8 @@ def main() -> None:
         for row in rows:
             if base and "fwdbwd_ms" in row:
                 row["ratio"] = row["fwdbwd_ms"] / base
+        if n != 128:
+            continue
         extra = {"shape": shape, "variant": "SDPA causal (16 heads x 64)"}
         time_sdpa(extra, batch, 2048, L)
         emit({"shape": shape, "variant": extra["variant"], "fwd_ms": extra["sdpa_fwd_ms"],
