@@ -201,15 +201,15 @@ def stage_times(res, batch, heads, n, L):
     t = ssd_inputs(batch, heads, 64, n, L, seed=4)
     args = (t["x"], t["dt"], t["A"], t["B"], t["C"], 256, t["D"], t["z"], t["dt_bias"], None, None, True)
     out, final, saved = sc.ssd_fwd(*args, store_y=True)
-    dtp, acs, hprev, y = saved
+    dtp, acs, cb, hprev, y = saved
     dout = torch.randn_like(out)
     st = {}
     st["cumsum"] = bench(lambda: sc.dt_cumsum_fwd(t["dt"], t["A"], 256, t["dt_bias"], True, (0.0, float("inf"))))
+    st["cb"] = bench(lambda: sc.chunk_cb(t["C"], t["B"], 256))
     st["chunk_state"] = bench(lambda: sc.chunk_state(t["x"], t["B"], dtp, acs, None))
     S = sc.chunk_state(t["x"], t["B"], dtp, acs, None)
     st["state_passing"] = bench(lambda: sc.state_passing_fwd(S, acs, None, None, t["x"].dtype))
-    st["chunk_scan"] = bench(lambda: sc.chunk_scan_fwd(t["x"], t["B"], t["C"], hprev, dtp, acs, None, t["D"], t["z"],
-                                                        True))
+    st["chunk_scan"] = bench(lambda: sc.chunk_scan_fwd(t["x"], t["C"], cb, hprev, dtp, acs, None, t["D"], t["z"], True))
     dy, dz = sc.gate_bwd(dout, y, t["z"])
     st["b_gate"] = bench(lambda: sc.gate_bwd(dout, y, t["z"]))
     st["b_dhprev"] = bench(lambda: sc.chunk_state(dy, t["C"], dtp, acs, None, to_end=False))
@@ -218,9 +218,9 @@ def stage_times(res, batch, heads, n, L):
     st["b_state_passing"] = bench(lambda: sc.state_passing_bwd(dh.clone(), final, acs, None, False))
     st["b_state_passing_clone"] = bench(lambda: dh.clone())  # the part of b_state_passing that is the clone
     G, _ = sc.state_passing_bwd(dh, final, acs, None, False)
-    st["b_dcb"] = bench(lambda: sc.chunk_cb_bwd(t["x"], dy, t["B"], t["C"], dtp, acs, None, g_acs))
-    dcb = sc.chunk_cb_bwd(t["x"], dy, t["B"], t["C"], dtp, acs, None, g_acs)
-    st["b_dx"] = bench(lambda: sc.chunk_scan_bwd_dx(t["x"], dy, t["B"], t["C"], G, dtp, acs, None, t["D"], g_acs))
+    st["b_dcb"] = bench(lambda: sc.chunk_cb_bwd(t["x"], dy, cb, dtp, acs, None, g_acs))
+    dcb = sc.chunk_cb_bwd(t["x"], dy, cb, dtp, acs, None, g_acs)
+    st["b_dx"] = bench(lambda: sc.chunk_scan_bwd_dx(t["x"], dy, t["B"], cb, G, dtp, acs, None, t["D"], g_acs))
     st["b_dbc"] = bench(lambda: sc.bc_bwd(t["x"], dy, t["B"], t["C"], dcb, G, hprev, dtp, acs, None, g_acs))
     gdt = torch.randn_like(dtp)
     st["b_cumsum"] = bench(lambda: sc.dt_cumsum_bwd(t["dt"], t["A"], t["dt_bias"], True, (0.0, float("inf")), dtp,

@@ -173,7 +173,7 @@ def main() -> None:
         batch, L, n = ([int(v) for v in shape.split("x")] + [128])[:3]
         variants = [(f"ours chunk {c}", api(ssd_combined.ssd_triton), c) for c in chunks]
         if old is not None:
-            variants.append(("old (stored CBᵀ) chunk 256", api(old.ssd_triton), 256))
+            variants.append(("old chunk 256", api(old.ssd_triton), 256))
         if mamba_fn is not None:
             variants += [(f"mamba_ssm chunk {c}", mamba_fn, c) for c in map(int, a.mamba_chunks.split(","))]
         base = None

@@ -7,12 +7,6 @@ For position t of chunk c (state entering the chunk H_prev, k_t = 1 if t belongs
         + D ⊙ X_t
     out_t = Y_t ⊙ silu(z_t)                                        (if z is given)
 
-The forward computes each (T × S) block of C Bᵀ on the fly from the C_t rows it already holds for the
-inter-chunk term and the B_s rows of the block (one more (T × N)(N × S) tensor-core product), instead
-of reading a stored (batch, chunks, groups, Q, Q) matrix: one launch and one Q × Q round trip fewer,
-and with groups = heads (the rotary SSD) no per-head Q × Q tensor at all. The backward for X does the
-same with its (S × T) blocks of (C Bᵀ)ᵀ.
-
 Backward (this file): with G = ∂L/∂S_c from the state passing and dY = ∂L/∂Y::
 
     U_s = Σ_{t ≥ s} (C_t·B_s) exp(acs_t − acs_s) dY_t  +  exp(acs_end − acs_s) G B_s
@@ -33,9 +27,9 @@ from seqssm.kernels.ssd_common import dot_block, mma, tune
 @tune(key=["P", "N", "CS", "HAS_Z", "STORE_Y"])
 @triton.jit
 def _chunk_scan_fwd_kernel(
-    x_ptr, B_ptr, C_ptr, hprev_ptr, dtp_ptr, acs_ptr, seq_ptr, D_ptr, z_ptr, out_ptr, y_ptr,
+    x_ptr, C_ptr, cb_ptr, hprev_ptr, dtp_ptr, acs_ptr, seq_ptr, D_ptr, z_ptr, out_ptr, y_ptr,
     L, H, G, P, N, nchunks,
-    s_xb, s_xl, s_xh, s_xp, s_bb, s_bl, s_bg, s_bn, s_cb, s_cl, s_cg, s_cn, s_zb, s_zl, s_zh, s_zp,
+    s_xb, s_xl, s_xh, s_xp, s_cb, s_cl, s_cg, s_cn, s_zb, s_zl, s_zh, s_zp,
     s_ob, s_ol, s_oh, s_op, s_qb, s_ql, s_dh, s_dp,
     HAS_SEQ: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, STORE_Y: tl.constexpr,
     CS: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr,
@@ -50,11 +44,9 @@ def _chunk_scan_fwd_kernel(
     c = pid_bc % nchunks
     t = tb * BT + tl.arange(0, BT)
     p = pb * BP + tl.arange(0, BP)
-    n = tl.arange(0, BN)  # all N state dimensions in one tile (BN >= N)
     pt = c * CS + t
     tmask = pt < L
     pmask = p < P
-    nmask = n < N
     base = (b * H + h) * nchunks * CS + c * CS
     a_t = tl.load(acs_ptr + base + t)
     scale = tl.exp(a_t)
@@ -63,29 +55,32 @@ def _chunk_scan_fwd_kernel(
         q_prev = tl.load(seq_ptr + b * s_qb + tl.maximum(c * CS - 1, 0) * s_ql)
         scale = tl.where(qt == q_prev, scale, 0.0)
     # inter-chunk: exp(acs_t) C_t H_prev
-    ct = tl.load(C_ptr + b * s_cb + g * s_cg + pt[:, None] * s_cl + n[None, :] * s_cn,
-                 mask=tmask[:, None] & nmask[None, :], other=0.0)
-    hp = tl.load(hprev_ptr + ((pid_bc * H + h) * P + p[None, :]) * N + n[:, None],
-                 mask=pmask[None, :] & nmask[:, None], other=0.0)
-    acc = mma(ct, hp.to(ct.dtype)) * scale[:, None]
-    # intra-chunk: (L ∘ C Bᵀ)(Δ X), each (T × S) block of C Bᵀ from C_t and B_s
+    acc = tl.zeros((BT, BP), dtype=tl.float32)
+    Cp = C_ptr + b * s_cb + g * s_cg + pt[:, None] * s_cl
+    Hp = hprev_ptr + ((pid_bc * H + h) * P + p[None, :]) * N
+    for n0 in range(0, N, BN):
+        n = n0 + tl.arange(0, BN)
+        ct = tl.load(Cp + n[None, :] * s_cn, mask=tmask[:, None] & (n[None, :] < N), other=0.0)
+        hp = tl.load(Hp + n[:, None], mask=pmask[None, :] & (n[:, None] < N), other=0.0)
+        acc += mma(ct, hp.to(ct.dtype))
+    acc *= scale[:, None]
+    # intra-chunk: (L ∘ C Bᵀ)(Δ X)
     xp = x_ptr + b * s_xb + h * s_xh
-    Bp = B_ptr + b * s_bb + g * s_bg + n[:, None] * s_bn
+    cbp = cb_ptr + (pid_bc * G + g) * CS * CS + t[:, None] * CS
     for s0 in range(0, (tb + 1) * BT, BS):
         s = s0 + tl.arange(0, BS)
         ps = c * CS + s
-        smask = ps < L
-        bsT = tl.load(Bp + ps[None, :] * s_bl, mask=nmask[:, None] & smask[None, :], other=0.0)
-        cb = mma(ct, bsT.to(ct.dtype))
+        cb = tl.load(cbp + s[None, :])
         a_s = tl.load(acs_ptr + base + s)
         dt_s = tl.load(dtp_ptr + base + s)
         keep = t[:, None] >= s[None, :]
         if HAS_SEQ:
-            qs = tl.load(seq_ptr + b * s_qb + ps * s_ql, mask=smask, other=-2)
+            qs = tl.load(seq_ptr + b * s_qb + ps * s_ql, mask=ps < L, other=-2)
             keep &= qt[:, None] == qs[None, :]
         w = cb * tl.exp(tl.minimum(a_t[:, None] - a_s[None, :], 0.0)) * dt_s[None, :]
         w = tl.where(keep, w, 0.0)
-        xs = tl.load(xp + ps[:, None] * s_xl + p[None, :] * s_xp, mask=smask[:, None] & pmask[None, :], other=0.0)
+        xs = tl.load(xp + ps[:, None] * s_xl + p[None, :] * s_xp,
+                     mask=(ps[:, None] < L) & pmask[None, :], other=0.0)
         acc += mma(w.to(xs.dtype), xs)
     m2 = tmask[:, None] & pmask[None, :]
     if HAS_D:
@@ -105,11 +100,11 @@ def _chunk_scan_fwd_kernel(
 @tune(key=["P", "N", "CS"], restore=["gacs_ptr"])
 @triton.jit
 def _chunk_scan_bwd_dx_kernel(
-    x_ptr, dy_ptr, B_ptr, C_ptr, gst_ptr, dtp_ptr, acs_ptr, seq_ptr, D_ptr,
+    x_ptr, dy_ptr, B_ptr, cb_ptr, gst_ptr, dtp_ptr, acs_ptr, seq_ptr, D_ptr,
     dx_ptr, gdt_ptr, dD_ptr, gacs_ptr,
     L, H, G, P, N, nchunks,
-    s_xb, s_xl, s_xh, s_xp, s_yb, s_yl, s_yh, s_yp, s_bb, s_bl, s_bg, s_bn, s_cb, s_cl, s_cg, s_cn,
-    s_qb, s_ql, s_dh, s_dp, s_ob, s_ol, s_oh, s_op,
+    s_xb, s_xl, s_xh, s_xp, s_yb, s_yl, s_yh, s_yp, s_bb, s_bl, s_bg, s_bn, s_qb, s_ql, s_dh, s_dp,
+    s_ob, s_ol, s_oh, s_op,
     HAS_SEQ: tl.constexpr, HAS_D: tl.constexpr,
     CS: tl.constexpr, BS: tl.constexpr, BT: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr,
 ):
@@ -134,26 +129,27 @@ def _chunk_scan_bwd_dx_kernel(
         qs = tl.load(seq_ptr + b * s_qb + ps * s_ql, mask=smask, other=-2)
         q_end = tl.load(seq_ptr + b * s_qb + tl.minimum(c * CS + CS - 1, L - 1) * s_ql)
         w_end = tl.where(qs == q_end, w_end, 0.0)
-    # state term: exp(acs_end − acs_s) B_s Gᵀ (all N state dimensions in one tile, BN >= N)
-    n = tl.arange(0, BN)
-    nmask = n < N
-    bs = tl.load(B_ptr + b * s_bb + g * s_bg + ps[:, None] * s_bl + n[None, :] * s_bn,
-                 mask=smask[:, None] & nmask[None, :], other=0.0)
-    gt = tl.load(gst_ptr + ((pid_bc * H + h) * P + p[None, :]) * N + n[:, None],
-                 mask=pmask[None, :] & nmask[:, None], other=0.0)
-    acc = mma(bs, gt.to(bs.dtype)) * w_end[:, None]
+    # state term: exp(acs_end − acs_s) B_s Gᵀ
+    acc = tl.zeros((BS, BP), dtype=tl.float32)
+    Bp = B_ptr + b * s_bb + g * s_bg + ps[:, None] * s_bl
+    Gp = gst_ptr + ((pid_bc * H + h) * P + p[None, :]) * N
+    for n0 in range(0, N, BN):
+        n = n0 + tl.arange(0, BN)
+        bs = tl.load(Bp + n[None, :] * s_bn, mask=smask[:, None] & (n[None, :] < N), other=0.0)
+        gt = tl.load(Gp + n[:, None], mask=pmask[None, :] & (n[:, None] < N), other=0.0)
+        acc += mma(bs, gt.to(bs.dtype))
+    acc *= w_end[:, None]
     xs = tl.load(x_ptr + b * s_xb + h * s_xh + ps[:, None] * s_xl + p[None, :] * s_xp,
                  mask=m2, other=0.0).to(tl.float32)
     # the chunk-end decay sees Σ_s Δ_s ⟨X_s, state term⟩ (∂S_c/∂acs_end)
     tl.atomic_add(gacs_ptr + base + CS - 1, tl.sum(tl.sum(xs * acc, axis=1) * dt_s, axis=0))
     # intra term: Σ_{t ≥ s} (C_t·B_s) exp(acs_t − acs_s) dY_t
     dyp = dy_ptr + b * s_yb + h * s_yh
-    Cp = C_ptr + b * s_cb + g * s_cg + n[:, None] * s_cn
+    cbp = cb_ptr + (pid_bc * G + g) * CS * CS + s[:, None]
     for t0 in range(sb * BS, CS, BT):
         t = t0 + tl.arange(0, BT)
         pt = c * CS + t
-        ctT = tl.load(Cp + pt[None, :] * s_cl, mask=nmask[:, None] & (pt[None, :] < L), other=0.0)
-        cbT = mma(bs, ctT.to(bs.dtype))  # (BS, BT) = (C Bᵀ)[t, s]ᵀ
+        cbT = tl.load(cbp + t[None, :] * CS)  # (BS, BT) = (C Bᵀ)[t, s]ᵀ
         a_t = tl.load(acs_ptr + base + t)
         keep = t[None, :] >= s[:, None]
         if HAS_SEQ:
@@ -207,7 +203,7 @@ def _d_strides(D: torch.Tensor | None) -> tuple[int, int]:
 
 
 def chunk_scan_fwd(
-    x: torch.Tensor, B: torch.Tensor, C: torch.Tensor, hprev: torch.Tensor, dtp: torch.Tensor,
+    x: torch.Tensor, C: torch.Tensor, cb: torch.Tensor, hprev: torch.Tensor, dtp: torch.Tensor,
     acs: torch.Tensor, seq_idx: torch.Tensor | None, D: torch.Tensor | None, z: torch.Tensor | None,
     store_y: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -219,15 +215,14 @@ def chunk_scan_fwd(
     y = torch.empty_like(out) if (z is not None and store_y) else None
     BT = BS = min(cs, 64)
     BP = dot_block(P, 64)
-    BN = dot_block(N)
+    BN = dot_block(N, 64)
     q = seq_idx if seq_idx is not None else acs
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
     zz = z if z is not None else x
-    grid = ((cs // BT) * triton.cdiv(P, BP), H, b * nc)  # chunk slowest: B, C shared in L2
+    grid = ((cs // BT) * triton.cdiv(P, BP), H, b * nc)  # chunk slowest: C, CBᵀ shared in L2
     _chunk_scan_fwd_kernel[grid](
-        x, B, C, hprev, dtp, acs, q, D if D is not None else x, zz, out, y if y is not None else out,
-        L, H, G, P, N, nc, *x.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride(), *sq,
-        *_d_strides(D),
+        x, C, cb, hprev, dtp, acs, q, D if D is not None else x, zz, out, y if y is not None else out,
+        L, H, G, P, N, nc, *x.stride(), *C.stride(), *zz.stride(), *out.stride(), *sq, *_d_strides(D),
         HAS_SEQ=seq_idx is not None, HAS_D=D is not None, HAS_Z=z is not None, STORE_Y=y is not None,
         CS=cs, BT=BT, BS=BS, BP=BP, BN=BN,
     )
@@ -235,7 +230,7 @@ def chunk_scan_fwd(
 
 
 def chunk_scan_bwd_dx(
-    x: torch.Tensor, dy: torch.Tensor, B: torch.Tensor, C: torch.Tensor, gst: torch.Tensor,
+    x: torch.Tensor, dy: torch.Tensor, B: torch.Tensor, cb: torch.Tensor, gst: torch.Tensor,
     dtp: torch.Tensor, acs: torch.Tensor, seq_idx: torch.Tensor | None, D: torch.Tensor | None,
     g_acs: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -248,16 +243,16 @@ def chunk_scan_bwd_dx(
     gdt = torch.empty_like(dtp)
     BS = BT = min(cs, 64)
     BP = dot_block(P)
-    BN = dot_block(N)
+    BN = dot_block(N, 64)
     n_sb = cs // BS
     dD = torch.empty(b * nc * n_sb, H, P, device=x.device, dtype=torch.float32) if D is not None else None
     q = seq_idx if seq_idx is not None else acs
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
     grid = (n_sb, H, b * nc)
     _chunk_scan_bwd_dx_kernel[grid](
-        x, dy, B, C, gst, dtp, acs, q, D if D is not None else x, dx, gdt,
+        x, dy, B, cb, gst, dtp, acs, q, D if D is not None else x, dx, gdt,
         dD if dD is not None else gdt, g_acs, L, H, G, P, N, nc,
-        *x.stride(), *dy.stride(), *B.stride(), *C.stride(), *sq, *_d_strides(D), *dx.stride(),
+        *x.stride(), *dy.stride(), *B.stride(), *sq, *_d_strides(D), *dx.stride(),
         HAS_SEQ=seq_idx is not None, HAS_D=D is not None, CS=cs, BS=BS, BT=BT, BP=BP, BN=BN,
     )
     if dD is not None:

@@ -9,13 +9,12 @@ Model (eq. 1 with a scalar decay per head; h: (head_dim, N) per head)::
 Chunked evaluation (chunk length Q; section 6, Listing 1 and eq. 16-20), one kernel per step:
 
     0. ssd_cumsum        Δ and the within-chunk cumulative log-decay acs
-    1. ssd_chunk_state   each chunk's own final state S_c (assuming a zero entering state)
-    2. ssd_state_passing H_c = d_c H_{c-1} + S_c across chunks (a short scalar recurrence)
-    3. ssd_chunk_scan    Y = (L ∘ C Bᵀ)(Δ X) + exp(acs) C H_prev + D X, then the z gate; the
-                         "attention" matrix C Bᵀ (before the mask L) is formed block by block inside
+    1. ssd_bmm           C Bᵀ per chunk and group (the "attention" matrix, before the mask L)
+    2. ssd_chunk_state   each chunk's own final state S_c (assuming a zero entering state)
+    3. ssd_state_passing H_c = d_c H_{c-1} + S_c across chunks (a short scalar recurrence)
+    4. ssd_chunk_scan    Y = (L ∘ C Bᵀ)(Δ X) + exp(acs) C H_prev + D X, then the z gate
 
-The backward runs the same steps in reverse (see each module); ssd_bmm sums d(C Bᵀ) over a group's
-heads (skipped with one head per group) and ssd_bc_grad gathers dB and dC.
+The backward runs the same steps in reverse (see each module); ssd_bc_grad gathers dB and dC.
 All positions and strides are 64-bit inside the kernels, so L × d_inner may exceed 2^31.
 
 ``seq_idx`` (batch, L) restarts the state wherever it changes (packed sequences); it must be
@@ -30,7 +29,7 @@ import torch
 import triton
 
 from seqssm.kernels.ssd_bc_grad import bc_bwd
-from seqssm.kernels.ssd_bmm import chunk_cb_bwd
+from seqssm.kernels.ssd_bmm import chunk_cb, chunk_cb_bwd
 from seqssm.kernels.ssd_chunk_scan import chunk_scan_bwd_dx, chunk_scan_fwd, gate_bwd
 from seqssm.kernels.ssd_chunk_state import chunk_state, varlen_states
 from seqssm.kernels.ssd_cumsum import dt_cumsum_bwd, dt_cumsum_fwd
@@ -44,16 +43,17 @@ def ssd_fwd(
     """Forward steps 0-4. Returns (out, final_states fp32, saved) where saved holds what the
     backward needs."""
     dtp, acs = dt_cumsum_fwd(dt, A, chunk_size, dt_bias, dt_softplus, dt_limit)
+    cb = chunk_cb(C, B, chunk_size)
     S = chunk_state(x, B, dtp, acs, seq_idx, to_end=True)
     hprev, final = state_passing_fwd(S, acs, initial_states, seq_idx, out_dtype=x.dtype)
     del S
-    out, y = chunk_scan_fwd(x, B, C, hprev, dtp, acs, seq_idx, D, z, store_y)
-    return out, final, (dtp, acs, hprev, y)
+    out, y = chunk_scan_fwd(x, C, cb, hprev, dtp, acs, seq_idx, D, z, store_y)
+    return out, final, (dtp, acs, cb, hprev, y)
 
 
 def ssd_bwd(dout, dfinal, x, dt, A, B, C, D, z, dt_bias, initial_states, seq_idx, dt_softplus,
-            dt_limit, dtp, acs, hprev, y):
-    """Backward steps 3-0. Returns (dx, ddt, dA, dB, dC, dD, dz, ddt_bias, dinitial)."""
+            dt_limit, dtp, acs, cb, hprev, y):
+    """Backward steps 4-0. Returns (dx, ddt, dA, dB, dC, dD, dz, ddt_bias, dinitial)."""
     dz = None
     if z is not None:
         dy, dz = gate_bwd(dout, y, z)
@@ -62,9 +62,8 @@ def ssd_bwd(dout, dfinal, x, dt, A, B, C, D, z, dt_bias, initial_states, seq_idx
     g_acs = torch.zeros_like(acs)
     dhprev = chunk_state(dy, C, dtp, acs, seq_idx, to_end=False)
     G, dinit = state_passing_bwd(dhprev, dfinal, acs, seq_idx, initial_states is not None)
-    one_head_per_group = B.shape[2] == x.shape[2]
-    dcb = None if one_head_per_group else chunk_cb_bwd(x, dy, B, C, dtp, acs, seq_idx, g_acs)
-    dx, gdt, dD = chunk_scan_bwd_dx(x, dy, B, C, G, dtp, acs, seq_idx, D, g_acs)
+    dcb = chunk_cb_bwd(x, dy, cb, dtp, acs, seq_idx, g_acs)
+    dx, gdt, dD = chunk_scan_bwd_dx(x, dy, B, cb, G, dtp, acs, seq_idx, D, g_acs)
     dB, dC = bc_bwd(x, dy, B, C, dcb, G, hprev, dtp, acs, seq_idx, g_acs)
     ddt, dA, dbias = dt_cumsum_bwd(dt, A, dt_bias, dt_softplus, dt_limit, dtp, g_acs, gdt)
     return dx, ddt, dA, dB, dC, dD, dz, dbias, dinit
@@ -74,12 +73,12 @@ class _SSDFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, seq_idx,
                 dt_softplus, dt_limit, cu_seqlens, want_varlen):
-        out, final, (dtp, acs, hprev, y) = ssd_fwd(
+        out, final, (dtp, acs, cb, hprev, y) = ssd_fwd(
             x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, seq_idx, dt_softplus, dt_limit,
             store_y=any(ctx.needs_input_grad),
         )
         varlen = varlen_states(x, B, dtp, acs, hprev, cu_seqlens) if want_varlen else None
-        ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, initial_states, seq_idx, dtp, acs, hprev, y)
+        ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, initial_states, seq_idx, dtp, acs, cb, hprev, y)
         ctx.dt_softplus, ctx.dt_limit = dt_softplus, dt_limit
         if varlen is not None:
             ctx.mark_non_differentiable(varlen)
@@ -87,10 +86,10 @@ class _SSDFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, dfinal, _dvarlen):
-        (x, dt, A, B, C, D, z, dt_bias, init, seq_idx, dtp, acs, hprev, y) = ctx.saved_tensors
+        (x, dt, A, B, C, D, z, dt_bias, init, seq_idx, dtp, acs, cb, hprev, y) = ctx.saved_tensors
         dx, ddt, dA, dB, dC, dD, dz, dbias, dinit = ssd_bwd(
             dout, dfinal, x, dt, A, B, C, D, z, dt_bias, init, seq_idx, ctx.dt_softplus, ctx.dt_limit,
-            dtp, acs, hprev, y,
+            dtp, acs, cb, hprev, y,
         )
 
         def cast(g, ref):
