@@ -141,10 +141,11 @@ def main() -> None:
     ap.add_argument("--graphs", action="store_true")
     ap.add_argument("--kernel-tables", default="", help="L,...: kernel times of plain vs rotary fwd+bwd")
     ap.add_argument("--no-fla", action="store_true")
+    ap.add_argument("--split-variant", action="store_true", help="also ours with bc_bwd split at every N")
     a = ap.parse_args()
     import triton
 
-    from seqssm.kernels import ssd_combined
+    from seqssm.kernels import ssd_bc_grad, ssd_combined
 
     res = {"device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
            "triton": triton.__version__, "command": "python " + " ".join(sys.argv), "rows": [], "checks": {}}
@@ -171,19 +172,26 @@ def main() -> None:
     fla = importlib.util.find_spec("fla") is not None and not a.no_fla
     for shape in filter(None, a.shapes.split(",")):
         batch, L, n = ([int(v) for v in shape.split("x")] + [128])[:3]
-        variants = [(f"ours chunk {c}", api(ssd_combined.ssd_triton), c) for c in chunks]
+        variants = [(f"ours chunk {c}", api(ssd_combined.ssd_triton), c, None) for c in chunks]
+        if a.split_variant:  # dB and dC in programs of their own at every N
+            variants.append(("ours, bc_bwd split chunk 256", api(ssd_combined.ssd_triton), 256, 0))
         if old is not None:
-            variants.append(("old chunk 256", api(old.ssd_triton), 256))
+            variants.append(("old chunk 256", api(old.ssd_triton), 256, None))
         if mamba_fn is not None:
-            variants += [(f"mamba_ssm chunk {c}", mamba_fn, c) for c in map(int, a.mamba_chunks.split(","))]
+            variants += [(f"mamba_ssm chunk {c}", mamba_fn, c, None) for c in map(int, a.mamba_chunks.split(","))]
         base = None
         rows = []
-        for label, fn, c in variants:
+        for label, fn, c, split_min_n in variants:
+            default_split = ssd_bc_grad.SPLIT_MIN_N
+            if split_min_n is not None:
+                ssd_bc_grad.SPLIT_MIN_N = split_min_n
             try:
                 t = ssd_inputs(batch, 32, 64, n, L)
                 row = {"shape": shape, "variant": label, **timed(call_of(fn, t, c), t, a.graphs)}
             except Exception as e:  # noqa: BLE001
                 row = {"shape": shape, "variant": label, "error": f"{type(e).__name__}: {str(e)[:300]}"}
+            finally:
+                ssd_bc_grad.SPLIT_MIN_N = default_split
             if label == "mamba_ssm chunk 256":
                 base = row.get("fwdbwd_ms")
             rows.append(row)
