@@ -11,9 +11,9 @@ and the inter-chunk part of ∂L/∂acs_t = ⟨dY_t, Y_off,t⟩ = ⟨k_t dY_t H_
 second sum of dC per head, and the state passing's ∂L/∂acs_end += k d ⟨G_c, H_prev,c⟩ (G and H_prev
 are loaded here anyway).
 
-dB and dC are computed one after the other (the state passing's decay term goes with dC), by one
-program per (row block, group, chunk), or from ``SPLIT_MIN_N`` by two (twice the programs, each with
-one (BM, N) accumulator).
+From ``SPLIT_MIN_N`` state dimensions on, dB and dC are two launches (``DO_B`` / ``DO_C``), each with
+one (BM, N) fp32 accumulator: at N 256 the two accumulators of one program spill (H200, 8K x 4:
+forward+backward 3.87 vs 5.27 ms); at N 128 one program for both is 4-5% faster at 2-4K tokens.
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ import triton.language as tl
 
 from seqssm.kernels.ssd_common import dot_block, mma, tune
 
-# d_state from which dB and dC get a program each (two (BM, N) fp32 accumulators spill at N 256);
-# below it one program computes dB, then dC (H200: the split was 3-7% slower at N 128, L 2-4K)
 SPLIT_MIN_N = 256
 
 
-@tune(key=["H", "G", "P", "N", "CS", "SPLIT"], restore=["gacs_ptr"])
+@tune(key=["H", "G", "P", "N", "CS", "DO_B", "DO_C"], restore=["gacs_ptr"])
 @triton.jit
 def _bc_bwd_kernel(
     x_ptr, dy_ptr, B_ptr, C_ptr, dcb_ptr, gst_ptr, hprev_ptr, dtp_ptr, acs_ptr, seq_ptr,
@@ -37,19 +35,12 @@ def _bc_bwd_kernel(
     L, H, G, P, N, nchunks,
     s_xb, s_xl, s_xh, s_xp, s_yb, s_yl, s_yh, s_yp, s_bb, s_bl, s_bg, s_bn, s_cb, s_cl, s_cg, s_cn,
     s_qb, s_ql, s_gb, s_gl, s_gg, s_gn,
-    HAS_SEQ: tl.constexpr, SPLIT: tl.constexpr, CS: tl.constexpr, BM: tl.constexpr, BT: tl.constexpr,
-    BP: tl.constexpr, BN: tl.constexpr,
+    HAS_SEQ: tl.constexpr, DO_B: tl.constexpr, DO_C: tl.constexpr, CS: tl.constexpr, BM: tl.constexpr,
+    BT: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr,
 ):
     pid_bc = tl.program_id(2).to(tl.int64)
     g = tl.program_id(1).to(tl.int64)
-    if SPLIT:  # even programs write dB, odd ones dC
-        mb = tl.program_id(0) // 2
-        first = tl.program_id(0) % 2
-        parts = 1
-    else:  # one program writes both, one after the other
-        mb = tl.program_id(0)
-        first = 0
-        parts = 2
+    mb = tl.program_id(0)
     b = pid_bc // nchunks
     c = pid_bc % nchunks
     m = mb * BM + tl.arange(0, BM)
@@ -61,77 +52,74 @@ def _bc_bwd_kernel(
     Bp = B_ptr + b * s_bb + g * s_bg
     Cp = C_ptr + b * s_cb + g * s_cg
     dcbp = dcb_ptr + (pid_bc * G + g) * CS * CS
+    dB = tl.zeros((BM, BN), dtype=tl.float32)
+    dC = tl.zeros((BM, BN), dtype=tl.float32)
+    if DO_B:
+        for t0 in range(mb * BM, CS, BT):  # dB_m += Σ_t d(CBᵀ)[t, m] C_t
+            t = t0 + tl.arange(0, BT)
+            pt = c * CS + t
+            dcbT = tl.load(dcbp + t[None, :] * CS + m[:, None])
+            ct = tl.load(Cp + pt[:, None] * s_cl + n[None, :] * s_cn,
+                         mask=(pt[:, None] < L) & nmask[None, :], other=0.0)
+            dB += mma(dcbT.to(ct.dtype), ct)
+    if DO_C:
+        for s0 in range(0, (mb + 1) * BM, BT):  # dC_m += Σ_s d(CBᵀ)[m, s] B_s
+            s = s0 + tl.arange(0, BT)
+            ps = c * CS + s
+            dcb = tl.load(dcbp + m[:, None] * CS + s[None, :])
+            bs = tl.load(Bp + ps[:, None] * s_bl + n[None, :] * s_bn,
+                         mask=(ps[:, None] < L) & nmask[None, :], other=0.0)
+            dC += mma(dcb.to(bs.dtype), bs)
     cm = tl.load(Cp + pm[:, None] * s_cl + n[None, :] * s_cn, mask=mn, other=0.0).to(tl.float32)
     if HAS_SEQ:
         qm = tl.load(seq_ptr + b * s_qb + pm * s_ql, mask=mmask, other=-2)
         q_end = tl.load(seq_ptr + b * s_qb + tl.minimum(c * CS + CS - 1, L - 1) * s_ql)
         q_prev = tl.load(seq_ptr + b * s_qb + tl.maximum(c * CS - 1, 0) * s_ql)
-    for part in range(first, first + parts):
-        for_b = part == 0
-        acc = tl.zeros((BM, BN), dtype=tl.float32)
-        if for_b:
-            for t0 in range(mb * BM, CS, BT):  # dB_m += Σ_t d(CBᵀ)[t, m] C_t
-                t = t0 + tl.arange(0, BT)
-                pt = c * CS + t
-                dcbT = tl.load(dcbp + t[None, :] * CS + m[:, None])
-                ct = tl.load(Cp + pt[:, None] * s_cl + n[None, :] * s_cn,
-                             mask=(pt[:, None] < L) & nmask[None, :], other=0.0)
-                acc += mma(dcbT.to(ct.dtype), ct)
-        else:
-            for s0 in range(0, (mb + 1) * BM, BT):  # dC_m += Σ_s d(CBᵀ)[m, s] B_s
-                s = s0 + tl.arange(0, BT)
-                ps = c * CS + s
-                dcb = tl.load(dcbp + m[:, None] * CS + s[None, :])
-                bs = tl.load(Bp + ps[:, None] * s_bl + n[None, :] * s_bn,
-                             mask=(ps[:, None] < L) & nmask[None, :], other=0.0)
-                acc += mma(dcb.to(bs.dtype), bs)
-        hpg = H // G
-        for i in range(0, hpg):
-            h = g * hpg + i
-            base = (b * H + h) * nchunks * CS + c * CS
-            a_m = tl.load(acs_ptr + base + m)
-            st_off = ((pid_bc * H + h) * P) * N
-            term = tl.zeros((BM, BN), dtype=tl.float32)
-            if for_b:  # Σ_h w_h,s X_h,s G_h
-                w = tl.exp(tl.load(acs_ptr + base + CS - 1) - a_m) * tl.load(dtp_ptr + base + m)
+    hpg = H // G
+    for i in range(0, hpg):
+        h = g * hpg + i
+        base = (b * H + h) * nchunks * CS + c * CS
+        a_m = tl.load(acs_ptr + base + m)
+        wB = tl.exp(tl.load(acs_ptr + base + CS - 1) - a_m) * tl.load(dtp_ptr + base + m)
+        wC = tl.exp(a_m)
+        if HAS_SEQ:
+            wB = tl.where(qm == q_end, wB, 0.0)
+            wC = tl.where(qm == q_prev, wC, 0.0)
+        accB = tl.zeros((BM, BN), dtype=tl.float32)
+        accC = tl.zeros((BM, BN), dtype=tl.float32)
+        gh = tl.zeros((BP, BN), dtype=tl.float32)
+        st_off = ((pid_bc * H + h) * P) * N
+        for p0 in range(0, P, BP):
+            p = p0 + tl.arange(0, BP)
+            mp = mmask[:, None] & (p[None, :] < P)
+            pn = (p[:, None] < P) & nmask[None, :]
+            gs = tl.load(gst_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
+            if DO_B:
+                xm = tl.load(x_ptr + b * s_xb + h * s_xh + pm[:, None] * s_xl + p[None, :] * s_xp,
+                             mask=mp, other=0.0)
+                accB += mma(xm, gs.to(xm.dtype))
+            if DO_C:
+                dym = tl.load(dy_ptr + b * s_yb + h * s_yh + pm[:, None] * s_yl + p[None, :] * s_yp,
+                              mask=mp, other=0.0)
+                hp = tl.load(hprev_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
+                accC += mma(dym, hp.to(dym.dtype))
+                gh += gs * hp.to(tl.float32)
+        if DO_B:
+            dB += accB * wB[:, None]
+        if DO_C:
+            accC *= wC[:, None]
+            dC += accC
+            tl.atomic_add(gacs_ptr + base + m, tl.sum(accC * cm, axis=1))
+            if mb == 0:  # the state passing's decay: ∂L/∂acs_end += k d ⟨G_c, H_prev⟩
+                kd = tl.exp(tl.load(acs_ptr + base + CS - 1))
                 if HAS_SEQ:
-                    w = tl.where(qm == q_end, w, 0.0)
-                for p0 in range(0, P, BP):
-                    p = p0 + tl.arange(0, BP)
-                    xm = tl.load(x_ptr + b * s_xb + h * s_xh + pm[:, None] * s_xl + p[None, :] * s_xp,
-                                 mask=mmask[:, None] & (p[None, :] < P), other=0.0)
-                    gs = tl.load(gst_ptr + st_off + p[:, None] * N + n[None, :],
-                                 mask=(p[:, None] < P) & nmask[None, :], other=0.0)
-                    term += mma(xm, gs.to(xm.dtype))
-                acc += term * w[:, None]
-            else:  # Σ_h k_h,t dY_h,t H_prev,h, its ∂L/∂acs_t, (first row block) the state passing's decay
-                w = tl.exp(a_m)
-                if HAS_SEQ:
-                    w = tl.where(qm == q_prev, w, 0.0)
-                gh = tl.zeros((BP, BN), dtype=tl.float32)
-                for p0 in range(0, P, BP):
-                    p = p0 + tl.arange(0, BP)
-                    pn = (p[:, None] < P) & nmask[None, :]
-                    dym = tl.load(dy_ptr + b * s_yb + h * s_yh + pm[:, None] * s_yl + p[None, :] * s_yp,
-                                  mask=mmask[:, None] & (p[None, :] < P), other=0.0)
-                    hp = tl.load(hprev_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
-                    term += mma(dym, hp.to(dym.dtype))
-                    if mb == 0:
-                        gs = tl.load(gst_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
-                        gh += gs * hp.to(tl.float32)
-                term *= w[:, None]
-                acc += term
-                tl.atomic_add(gacs_ptr + base + m, tl.sum(term * cm, axis=1))
-                if mb == 0:  # the state passing's decay: ∂L/∂acs_end += k d ⟨G_c, H_prev⟩
-                    kd = tl.exp(tl.load(acs_ptr + base + CS - 1))
-                    if HAS_SEQ:
-                        kd = tl.where(q_prev == q_end, kd, 0.0)
-                    tl.atomic_add(gacs_ptr + base + CS - 1, kd * tl.sum(tl.sum(gh, axis=1), axis=0))
-        o_off = b * s_gb + g * s_gg + pm[:, None] * s_gl + n[None, :] * s_gn  # dB, dC: contiguous
-        if for_b:
-            tl.store(dB_ptr + o_off, acc.to(dB_ptr.dtype.element_ty), mask=mn)
-        else:
-            tl.store(dC_ptr + o_off, acc.to(dC_ptr.dtype.element_ty), mask=mn)
+                    kd = tl.where(q_prev == q_end, kd, 0.0)
+                tl.atomic_add(gacs_ptr + base + CS - 1, kd * tl.sum(tl.sum(gh, axis=1), axis=0))
+    o_off = b * s_gb + g * s_gg + pm[:, None] * s_gl + n[None, :] * s_gn  # dB, dC: contiguous
+    if DO_B:
+        tl.store(dB_ptr + o_off, dB.to(dB_ptr.dtype.element_ty), mask=mn)
+    if DO_C:
+        tl.store(dC_ptr + o_off, dC.to(dC_ptr.dtype.element_ty), mask=mn)
 
 
 def bc_bwd(
@@ -150,11 +138,12 @@ def bc_bwd(
     BN = dot_block(N)
     q = seq_idx if seq_idx is not None else acs
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
-    split = N >= SPLIT_MIN_N
-    grid = ((2 if split else 1) * (cs // BM), G, b * nc)
-    _bc_bwd_kernel[grid](
-        x, dy, B, C, dcb, gst, hprev, dtp, acs, q, dB, dC, g_acs, L, H, G, P, N, nc,
-        *x.stride(), *dy.stride(), *B.stride(), *C.stride(), *sq, *dB.stride(),
-        HAS_SEQ=seq_idx is not None, SPLIT=split, CS=cs, BM=BM, BT=BT, BP=BP, BN=BN,
-    )
+    grid = (cs // BM, G, b * nc)
+    parts = [(True, False), (False, True)] if N >= SPLIT_MIN_N else [(True, True)]
+    for do_b, do_c in parts:
+        _bc_bwd_kernel[grid](
+            x, dy, B, C, dcb, gst, hprev, dtp, acs, q, dB, dC, g_acs, L, H, G, P, N, nc,
+            *x.stride(), *dy.stride(), *B.stride(), *C.stride(), *sq, *dB.stride(),
+            HAS_SEQ=seq_idx is not None, DO_B=do_b, DO_C=do_c, CS=cs, BM=BM, BT=BT, BP=BP, BN=BN,
+        )
     return dB, dC

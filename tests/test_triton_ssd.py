@@ -216,8 +216,8 @@ def test_production_shapes_one_head_per_group(P, N, chunk):
 
 
 def test_bc_bwd_split_equals_joint(monkeypatch):
-    """dB and dC from one program per block or from a program each (kernels/ssd_bc_grad.py,
-    ``SPLIT_MIN_N``): the same arithmetic, so the same gradients."""
+    """dB and dC from one launch or from a launch each (kernels/ssd_bc_grad.py, ``SPLIT_MIN_N``): the
+    same arithmetic, so the same gradients."""
     from seqssm.kernels import ssd_bc_grad
 
     inp = make(2, 70, 4, 16, 2, 16)
