@@ -156,10 +156,17 @@ def gpu_checks(mamba_fn, res):
     res["checks"] = out
 
 
+def api(ssd_triton):
+    """mamba_ssm's argument order (``call_of``) onto one of our ``ssd_triton`` functions (the current one, or
+    an older version loaded by bench/ssd_chunks.py)."""
+    return lambda x, dt, A, B, C, chunk, D=None, z=None, dt_bias=None, dt_softplus=False: ssd_triton(
+        x, dt, A, B, C, chunk, D, z, dt_bias, None, None, dt_softplus)[0]
+
+
 def ssd_triton_api(x, dt, A, B, C, chunk, D=None, z=None, dt_bias=None, dt_softplus=False):
     from seqssm.kernels.ssd_combined import ssd_triton
 
-    return ssd_triton(x, dt, A, B, C, chunk, D, z, dt_bias, None, None, dt_softplus)[0]
+    return api(ssd_triton)(x, dt, A, B, C, chunk, D, z, dt_bias, dt_softplus)
 
 
 def big_offsets_check(res, L=2**20, heads=64, n=128, with_bwd=False):

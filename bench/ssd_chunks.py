@@ -34,9 +34,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checkout import map_kernels_package  # noqa: E402
 
 map_kernels_package()
-from complex_overhead import ssd_call  # noqa: E402
+from complex_overhead import ssd_call, time_pair  # noqa: E402
 from complex_overhead import ssd_inputs as rotary_inputs  # noqa: E402
-from ssd import bench, call_of, fwd_bwd, gpu_checks, peak_gib, rel, ssd_inputs, time_fla, time_sdpa  # noqa: E402
+from ssd import api, call_of, fwd_bwd, gpu_checks, rel, ssd_inputs, time_fla, time_sdpa  # noqa: E402
 from ssd_profile import kernel_table  # noqa: E402
 
 from seqssm.io import write_json, write_text  # noqa: E402
@@ -65,12 +65,6 @@ def load_old(folder: str) -> types.ModuleType:
     return mod
 
 
-def api(ssd_triton):
-    """mamba_ssm's argument order onto an ``ssd_triton``."""
-    return lambda x, dt, A, B, C, chunk, D=None, z=None, dt_bias=None, dt_softplus=False: ssd_triton(
-        x, dt, A, B, C, chunk, D, z, dt_bias, None, None, dt_softplus)[0]
-
-
 def graph_ms(fn) -> float | None:
     """``fn`` replayed from a CUDA graph (its kernels already tuned): GPU time without host launch cost."""
     from triton.testing import do_bench_cudagraph
@@ -83,12 +77,14 @@ def graph_ms(fn) -> float | None:
 
 
 def timed(call, tensors, graphs: bool) -> dict:
-    run = fwd_bwd(call, list(tensors.values()))
-    r = {"fwd_ms": bench(call), "fwdbwd_ms": bench(run), "peak_gib": peak_gib(run)}
+    """complex_overhead's forward, forward+backward and peak memory, plus the CUDA-graph replays."""
+    r = time_pair(call, tensors)
     if graphs:
         for v in tensors.values():
+            v.requires_grad_(False)
             v.grad = None
-        r["fwd_graph_ms"], r["fwdbwd_graph_ms"] = graph_ms(call), graph_ms(run)
+        r["fwd_graph_ms"] = graph_ms(call)
+        r["fwdbwd_graph_ms"] = graph_ms(fwd_bwd(call, list(tensors.values())))
     return r
 
 

@@ -93,8 +93,8 @@ def _bc_bwd_kernel(
             p = p0 + tl.arange(0, BP)
             mp = mmask[:, None] & (p[None, :] < P)
             pn = (p[:, None] < P) & nmask[None, :]
-            gs = tl.load(gst_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
             if DO_B:
+                gs = tl.load(gst_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
                 xm = tl.load(x_ptr + b * s_xb + h * s_xh + pm[:, None] * s_xl + p[None, :] * s_xp,
                              mask=mp, other=0.0)
                 accB += mma(xm, gs.to(xm.dtype))
@@ -103,7 +103,11 @@ def _bc_bwd_kernel(
                               mask=mp, other=0.0)
                 hp = tl.load(hprev_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
                 accC += mma(dym, hp.to(dym.dtype))
-                gh += gs * hp.to(tl.float32)
+                if DO_B:  # G is loaded for dB anyway
+                    gh += gs * hp.to(tl.float32)
+                elif mb == 0:  # dC alone: G only where the decay term needs it
+                    gs = tl.load(gst_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
+                    gh += gs * hp.to(tl.float32)
         if DO_B:
             dB += accB * wB[:, None]
         if DO_C:
