@@ -10,7 +10,8 @@ plain one per Q. ``--kernel-tables L``: torch.profiler's time per kernel of the 
 SSD forward+backward at batch 1, chunk 256.
 
 usage: python bench/ssd_chunks.py --out DIR [--sdist .pkgs/mamba_ssm-2.3.2.post1] [--shapes 4x4096,4x32768]
-       [--chunks 64,128,256] [--mamba-chunks 256] [--old .anchors/ssd_old] [--rotary 8192,32768] [--graphs]
+       [--chunks 64,128,256] [--mamba-chunks 256] [--old .anchors/ssd_old[,DIR2]] [--patch LABEL:MODULE.NAME=INT]
+       [--rotary 8192,32768] [--graphs]
        [--kernel-tables 32768]
 
 bf16, 32 heads x 64 (d_inner 2048), N 128 unless a shape says, 1 group, D, z, dt_bias, softplus.
@@ -88,7 +89,7 @@ def timed(call, tensors, graphs: bool) -> dict:
     return r
 
 
-def new_vs_old(old, res) -> None:
+def new_vs_old(old, res, name: str) -> None:
     """The new forward against the old on the benchmark layout (bf16), output and every gradient."""
     from seqssm.kernels.ssd_combined import ssd_triton
 
@@ -100,8 +101,8 @@ def new_vs_old(old, res) -> None:
         o = call_of(api(fn), lv)()
         o.backward(g)
         got[name] = {"out": o.detach(), **{"d" + k: v.grad for k, v in lv.items()}}
-    res["checks"]["new_vs_old_bf16"] = e = {k: rel(got["new"][k], got["old"][k]) for k in got["new"]}
-    log("check new vs old (bf16)", json.dumps({k: f"{v:.1e}" for k, v in e.items()}))
+    res["checks"][f"new_vs_{name}_bf16"] = e = {k: rel(got["new"][k], got["old"][k]) for k in got["new"]}
+    log(f"check new vs {name} (bf16)", json.dumps({k: f"{v:.1e}" for k, v in e.items()}))
 
 
 def markdown(res: dict) -> str:
@@ -132,17 +133,20 @@ def main() -> None:
     ap.add_argument("--shapes", default="4x4096,4x32768", help="BATCHxL[xN],... (N default 128)")
     ap.add_argument("--chunks", default="64,128,256")
     ap.add_argument("--mamba-chunks", default="256")
-    ap.add_argument("--old", default=None, help="folder with an earlier ssd_combined.py + changed kernel modules")
+    ap.add_argument("--old", default="", help="folders, comma-separated, each with an earlier ssd_combined.py + "
+                    "the kernel modules changed since")
     ap.add_argument("--rotary", default="", help="L,...: rotary (R = N/4) vs plain SSD at batch 1, every chunk")
     ap.add_argument("--graphs", action="store_true")
     ap.add_argument("--kernel-tables", default="", help="L,...: kernel times of plain vs rotary fwd+bwd")
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--skip-check", action="store_true", help="no GPU check against the recurrence")
-    ap.add_argument("--split-variant", action="store_true", help="also ours with bc_bwd split at every N")
+    ap.add_argument("--patch", action="append", default=[],
+                    help="LABEL:MODULE.NAME=INT[,...]: also ours with module constants of seqssm.kernels set, "
+                         "e.g. split:ssd_bc_grad.SPLIT_MIN_N=0 (dB and dC in launches of their own at every N)")
     a = ap.parse_args()
     import triton
 
-    from seqssm.kernels import ssd_bc_grad, ssd_combined
+    from seqssm.kernels import ssd_combined
 
     res = {"device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
            "triton": triton.__version__, "command": "python " + " ".join(sys.argv), "rows": [], "checks": {}}
@@ -156,9 +160,10 @@ def main() -> None:
 
     if not a.skip_check:
         gpu_checks(None, res)  # our kernels vs the float64 recurrence (fp32 and bf16, groups, seq_idx, initial state)
-    old = load_old(a.old) if a.old else None
-    if old is not None:
-        new_vs_old(old, res)
+    olds = {os.path.basename(f.rstrip("/")): load_old(f) for f in a.old.split(",") if f}
+    for name, old in olds.items():
+        new_vs_old(old, res, name)
+    old = next(iter(olds.values()), None)  # the one the rotary rows compare with
     mamba_fn = None
     if a.sdist:
         sys.path.insert(0, a.sdist)
@@ -170,26 +175,31 @@ def main() -> None:
     fla = importlib.util.find_spec("fla") is not None and not a.no_fla
     for shape in filter(None, a.shapes.split(",")):
         batch, L, n = ([int(v) for v in shape.split("x")] + [128])[:3]
-        variants = [(f"ours chunk {c}", api(ssd_combined.ssd_triton), c, None) for c in chunks]
-        if a.split_variant:  # dB and dC in programs of their own at every N
-            variants.append(("ours, bc_bwd split chunk 256", api(ssd_combined.ssd_triton), 256, 0))
-        if old is not None:
-            variants.append(("old chunk 256", api(old.ssd_triton), 256, None))
+        variants = [(f"ours chunk {c}", api(ssd_combined.ssd_triton), c, {}) for c in chunks]
+        for spec in a.patch:
+            name, sets = spec.split(":", 1)
+            variants.append((f"ours {name} chunk 256", api(ssd_combined.ssd_triton), 256,
+                             {k: int(v) for k, v in (kv.split("=") for kv in sets.split(","))}))
+        variants += [(f"{name} chunk 256", api(o.ssd_triton), 256, {}) for name, o in olds.items()]
         if mamba_fn is not None:
-            variants += [(f"mamba_ssm chunk {c}", mamba_fn, c, None) for c in map(int, a.mamba_chunks.split(","))]
+            variants += [(f"mamba_ssm chunk {c}", mamba_fn, c, {}) for c in map(int, a.mamba_chunks.split(","))]
         base = None
         rows = []
-        for label, fn, c, split_min_n in variants:
-            default_split = ssd_bc_grad.SPLIT_MIN_N
-            if split_min_n is not None:
-                ssd_bc_grad.SPLIT_MIN_N = split_min_n
+        for label, fn, c, patch in variants:
+            saved = {}
+            for key, value in patch.items():
+                mod_name, attr = key.rsplit(".", 1)
+                mod = importlib.import_module(f"seqssm.kernels.{mod_name}")
+                saved[(mod, attr)] = getattr(mod, attr)
+                setattr(mod, attr, value)
             try:
                 t = ssd_inputs(batch, 32, 64, n, L)
                 row = {"shape": shape, "variant": label, **timed(call_of(fn, t, c), t, a.graphs)}
             except Exception as e:  # noqa: BLE001
                 row = {"shape": shape, "variant": label, "error": f"{type(e).__name__}: {str(e)[:300]}"}
             finally:
-                ssd_bc_grad.SPLIT_MIN_N = default_split
+                for (mod, attr), value in saved.items():
+                    setattr(mod, attr, value)
             if label == "mamba_ssm chunk 256":
                 base = row.get("fwdbwd_ms")
             rows.append(row)

@@ -25,6 +25,8 @@ import triton.language as tl
 from seqssm.kernels.ssd_common import dot_block, mma, tune
 
 SPLIT_MIN_N = 256
+# Rows of B and C per program (and steps per inner block): 64 fills a tensor-core tile.
+ROW_BLOCK = 64
 
 
 @tune(key=["H", "G", "P", "N", "CS", "DO_B", "DO_C"], restore=["gacs_ptr"])
@@ -36,7 +38,7 @@ def _bc_bwd_kernel(
     s_xb, s_xl, s_xh, s_xp, s_yb, s_yl, s_yh, s_yp, s_bb, s_bl, s_bg, s_bn, s_cb, s_cl, s_cg, s_cn,
     s_qb, s_ql, s_gb, s_gl, s_gg, s_gn,
     HAS_SEQ: tl.constexpr, DO_B: tl.constexpr, DO_C: tl.constexpr, CS: tl.constexpr, BM: tl.constexpr,
-    BT: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr,
+    BT: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, NPB: tl.constexpr,
 ):
     pid_bc = tl.program_id(2).to(tl.int64)
     g = tl.program_id(1).to(tl.int64)
@@ -75,50 +77,41 @@ def _bc_bwd_kernel(
         qm = tl.load(seq_ptr + b * s_qb + pm * s_ql, mask=mmask, other=-2)
         q_end = tl.load(seq_ptr + b * s_qb + tl.minimum(c * CS + CS - 1, L - 1) * s_ql)
         q_prev = tl.load(seq_ptr + b * s_qb + tl.maximum(c * CS - 1, 0) * s_ql)
-    hpg = H // G
-    for i in range(0, hpg):
-        h = g * hpg + i
+    # One pass over (head, head_dim block) pairs: every term below is linear in them, so nothing is carried
+    # from one pass to the next and the loop is the innermost one, whose loads Triton pipelines.
+    for k in range(0, (H // G) * NPB):
+        h = g * (H // G) + k // NPB
+        p = (k % NPB) * BP + tl.arange(0, BP)
         base = (b * H + h) * nchunks * CS + c * CS
         a_m = tl.load(acs_ptr + base + m)
-        wB = tl.exp(tl.load(acs_ptr + base + CS - 1) - a_m) * tl.load(dtp_ptr + base + m)
-        wC = tl.exp(a_m)
-        if HAS_SEQ:
-            wB = tl.where(qm == q_end, wB, 0.0)
-            wC = tl.where(qm == q_prev, wC, 0.0)
-        accB = tl.zeros((BM, BN), dtype=tl.float32)
-        accC = tl.zeros((BM, BN), dtype=tl.float32)
-        gh = tl.zeros((BP, BN), dtype=tl.float32)
         st_off = ((pid_bc * H + h) * P) * N
-        for p0 in range(0, P, BP):
-            p = p0 + tl.arange(0, BP)
-            mp = mmask[:, None] & (p[None, :] < P)
-            pn = (p[:, None] < P) & nmask[None, :]
-            if DO_B:
-                gs = tl.load(gst_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
-                xm = tl.load(x_ptr + b * s_xb + h * s_xh + pm[:, None] * s_xl + p[None, :] * s_xp,
-                             mask=mp, other=0.0)
-                accB += mma(xm, gs.to(xm.dtype))
-            if DO_C:
-                dym = tl.load(dy_ptr + b * s_yb + h * s_yh + pm[:, None] * s_yl + p[None, :] * s_yp,
-                              mask=mp, other=0.0)
-                hp = tl.load(hprev_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
-                accC += mma(dym, hp.to(dym.dtype))
-                if DO_B:  # G is loaded for dB anyway
-                    gh += gs * hp.to(tl.float32)
-                elif mb == 0:  # dC alone: G only where the decay term needs it
-                    gs = tl.load(gst_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
-                    gh += gs * hp.to(tl.float32)
+        mp = mmask[:, None] & (p[None, :] < P)
+        pn = (p[:, None] < P) & nmask[None, :]
         if DO_B:
-            dB += accB * wB[:, None]
+            wB = tl.exp(tl.load(acs_ptr + base + CS - 1) - a_m) * tl.load(dtp_ptr + base + m)
+            if HAS_SEQ:
+                wB = tl.where(qm == q_end, wB, 0.0)
+            gs = tl.load(gst_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
+            xm = tl.load(x_ptr + b * s_xb + h * s_xh + pm[:, None] * s_xl + p[None, :] * s_xp,
+                         mask=mp, other=0.0)
+            dB += mma(xm, gs.to(xm.dtype)) * wB[:, None]
         if DO_C:
-            accC *= wC[:, None]
+            wC = tl.exp(a_m)
+            if HAS_SEQ:
+                wC = tl.where(qm == q_prev, wC, 0.0)
+            dym = tl.load(dy_ptr + b * s_yb + h * s_yh + pm[:, None] * s_yl + p[None, :] * s_yp,
+                          mask=mp, other=0.0)
+            hp = tl.load(hprev_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
+            accC = mma(dym, hp.to(dym.dtype)) * wC[:, None]
             dC += accC
             tl.atomic_add(gacs_ptr + base + m, tl.sum(accC * cm, axis=1))
             if mb == 0:  # the state passing's decay: ∂L/∂acs_end += k d ⟨G_c, H_prev⟩
+                if not DO_B:  # G is loaded for dB anyway
+                    gs = tl.load(gst_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
                 kd = tl.exp(tl.load(acs_ptr + base + CS - 1))
                 if HAS_SEQ:
                     kd = tl.where(q_prev == q_end, kd, 0.0)
-                tl.atomic_add(gacs_ptr + base + CS - 1, kd * tl.sum(tl.sum(gh, axis=1), axis=0))
+                tl.atomic_add(gacs_ptr + base + CS - 1, kd * tl.sum(tl.sum(gs * hp.to(tl.float32), axis=1), axis=0))
     o_off = b * s_gb + g * s_gg + pm[:, None] * s_gl + n[None, :] * s_gn  # dB, dC: contiguous
     if DO_B:
         tl.store(dB_ptr + o_off, dB.to(dB_ptr.dtype.element_ty), mask=mn)
@@ -137,7 +130,7 @@ def bc_bwd(
     nc, cs = acs.shape[2], acs.shape[3]
     dB = torch.empty(B.shape, device=B.device, dtype=B.dtype)
     dC = torch.empty(C.shape, device=C.device, dtype=C.dtype)
-    BM = BT = min(cs, 64)
+    BM = BT = min(cs, ROW_BLOCK)
     BP = dot_block(P, 64)
     BN = dot_block(N)
     q = seq_idx if seq_idx is not None else acs
@@ -149,5 +142,6 @@ def bc_bwd(
             x, dy, B, C, dcb, gst, hprev, dtp, acs, q, dB, dC, g_acs, L, H, G, P, N, nc,
             *x.stride(), *dy.stride(), *B.stride(), *C.stride(), *sq, *dB.stride(),
             HAS_SEQ=seq_idx is not None, DO_B=do_b, DO_C=do_c, CS=cs, BM=BM, BT=BT, BP=BP, BN=BN,
+            NPB=triton.cdiv(P, BP),
         )
     return dB, dC

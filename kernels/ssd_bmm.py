@@ -63,6 +63,7 @@ def _cb_bwd_kernel(
     L, H, G, P, nchunks,
     s_xb, s_xl, s_xh, s_xp, s_yb, s_yl, s_yh, s_yp, s_qb, s_ql,
     HAS_SEQ: tl.constexpr, CS: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BP: tl.constexpr,
+    NPB: tl.constexpr,
 ):
     pid_bc = tl.program_id(2).to(tl.int64)
     g = tl.program_id(1).to(tl.int64)
@@ -76,8 +77,7 @@ def _cb_bwd_kernel(
     pt = c * CS + t
     ps = c * CS + s
     off_cb = (pid_bc * G + g) * CS * CS + t[:, None] * CS + s[None, :]
-    if sb * BS > tb * BT + BT - 1:
-        tl.store(dcb_ptr + off_cb, tl.zeros((BT, BS), dtype=tl.float32))
+    if sb * BS > tb * BT + BT - 1:  # above the diagonal: never read (ssd_bc_grad reads t >= s blocks)
         return
     keep = t[:, None] >= s[None, :]
     if HAS_SEQ:
@@ -86,26 +86,25 @@ def _cb_bwd_kernel(
         keep &= qt[:, None] == qs[None, :]
     cb = tl.load(cb_ptr + off_cb).to(tl.float32)
     acc = tl.zeros((BT, BS), dtype=tl.float32)
-    hpg = H // G
-    for i in range(0, hpg):
-        h = g * hpg + i
+    # One pass over (head, head_dim block) pairs: W and its ∂L/∂acs share are linear in them, so the loop
+    # carries only the sum and is the innermost one, whose loads Triton pipelines.
+    for k in range(0, (H // G) * NPB):
+        h = g * (H // G) + k // NPB
+        p = (k % NPB) * BP + tl.arange(0, BP)
         base = (b * H + h) * nchunks * CS + c * CS
         a_t = tl.load(acs_ptr + base + t)
         a_s = tl.load(acs_ptr + base + s)
         dt_s = tl.load(dtp_ptr + base + s)
-        dyx = tl.zeros((BT, BS), dtype=tl.float32)
-        for p0 in range(0, P, BP):
-            p = p0 + tl.arange(0, BP)
-            dy = tl.load(dy_ptr + b * s_yb + h * s_yh + pt[:, None] * s_yl + p[None, :] * s_yp,
-                         mask=(pt[:, None] < L) & (p[None, :] < P), other=0.0)
-            xs = tl.load(x_ptr + b * s_xb + h * s_xh + ps[None, :] * s_xl + p[:, None] * s_xp,
-                         mask=(ps[None, :] < L) & (p[:, None] < P), other=0.0)
-            dyx += mma(dy, xs.to(dy.dtype))
+        dy = tl.load(dy_ptr + b * s_yb + h * s_yh + pt[:, None] * s_yl + p[None, :] * s_yp,
+                     mask=(pt[:, None] < L) & (p[None, :] < P), other=0.0)
+        xs = tl.load(x_ptr + b * s_xb + h * s_xh + ps[None, :] * s_xl + p[:, None] * s_xp,
+                     mask=(ps[None, :] < L) & (p[:, None] < P), other=0.0)
+        dyx = mma(dy, xs.to(dy.dtype))
         decay = tl.exp(tl.minimum(a_t[:, None] - a_s[None, :], 0.0))
         w = tl.where(keep, dyx * decay * dt_s[None, :], 0.0)
         acc += w
         tl.atomic_add(gacs_ptr + base + t, tl.sum(w * cb, axis=1))
-    tl.store(dcb_ptr + off_cb, acc)
+    tl.store(dcb_ptr + off_cb, acc.to(dcb_ptr.dtype.element_ty))
 
 
 def _blocks(cs: int) -> int:
@@ -131,10 +130,12 @@ def chunk_cb_bwd(
     x: torch.Tensor, dy: torch.Tensor, cb: torch.Tensor, dtp: torch.Tensor, acs: torch.Tensor,
     seq_idx: torch.Tensor | None, g_acs: torch.Tensor,
 ) -> torch.Tensor:
-    """d(CBᵀ) (batch, nchunks, groups, Q, Q) fp32; adds the row part of ∂L/∂acs into ``g_acs``."""
+    """d(CBᵀ) (batch, nchunks, groups, Q, Q) in CBᵀ's dtype (fp32 sums; ``bc_bwd`` rounds it to that dtype
+    for its products anyway), blocks above the diagonal left unwritten; adds the row part of ∂L/∂acs into
+    ``g_acs``."""
     b, L, H, P = x.shape
     nc, G, cs = cb.shape[1], cb.shape[2], cb.shape[3]
-    dcb = torch.empty(cb.shape, device=cb.device, dtype=torch.float32)
+    dcb = torch.empty_like(cb)
     BT = BS = _blocks(cs)
     BP = dot_block(P, 64)
     q = seq_idx if seq_idx is not None else dtp
@@ -142,6 +143,6 @@ def chunk_cb_bwd(
     grid = ((cs // BT) * (cs // BS), G, b * nc)
     _cb_bwd_kernel[grid](
         x, dy, cb, dtp, acs, q, dcb, g_acs, L, H, G, P, nc, *x.stride(), *dy.stride(), *sq,
-        HAS_SEQ=seq_idx is not None, CS=cs, BT=BT, BS=BS, BP=BP,
+        HAS_SEQ=seq_idx is not None, CS=cs, BT=BT, BS=BS, BP=BP, NPB=triton.cdiv(P, BP),
     )
     return dcb

@@ -215,22 +215,25 @@ def test_production_shapes_one_head_per_group(P, N, chunk):
     check_fwd_bwd(make(1, chunk + 37, 2, P, 2, N), chunk, torch.float32)
 
 
-def test_bc_bwd_split_equals_joint(monkeypatch):
-    """dB and dC from one launch or from a launch each (kernels/ssd_bc_grad.py, ``SPLIT_MIN_N``): the
-    same arithmetic, so the same gradients."""
+def test_bc_bwd_launch_layouts_agree(monkeypatch):
+    """dB and dC from one launch or from a launch each (kernels/ssd_bc_grad.py, ``SPLIT_MIN_N``), and with
+    row blocks smaller than the d(CBᵀ) blocks of ssd_bmm (``ROW_BLOCK``; those blocks above the diagonal
+    are never written, so they must never be read): the same arithmetic, so the same gradients."""
     from seqssm.kernels import ssd_bc_grad
 
     inp = make(2, 70, 4, 16, 2, 16)
     seq = torch.tensor([[0] * 30 + [1] * 40, [0] * 70], dtype=torch.int32)
     grads = []
-    for split_min_n in (10**9, 0):
+    for split_min_n, row_block in ((10**9, 64), (0, 64), (10**9, 16), (0, 16)):
         monkeypatch.setattr(ssd_bc_grad, "SPLIT_MIN_N", split_min_n)
+        monkeypatch.setattr(ssd_bc_grad, "ROW_BLOCK", row_block)
         t = leaves(inp, torch.float32)
-        out, final = run_triton(t, 16, seq)
+        out, final = run_triton(t, 64, seq)
         torch.autograd.backward([out, final], [torch.ones_like(out), torch.ones_like(final)])
         grads.append({k: t[k].grad for k in ("B", "C", "dt", "A")})
-    for k in grads[0]:
-        assert rel(grads[1][k].cpu(), grads[0][k].cpu()) < SAME_FP32, k
+    for other in grads[1:]:
+        for k in grads[0]:
+            assert rel(other[k].cpu(), grads[0][k].cpu()) < SAME_FP32, k
 
 
 def test_small_or_odd_chunk_size_is_rounded_up():
