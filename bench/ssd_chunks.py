@@ -137,7 +137,7 @@ def main() -> None:
                     "the kernel modules changed since")
     ap.add_argument("--rotary", default="", help="L,...: rotary (R = N/4) vs plain SSD at batch 1, every chunk")
     ap.add_argument("--graphs", action="store_true")
-    ap.add_argument("--kernel-tables", default="", help="L,...: kernel times of plain vs rotary fwd+bwd")
+    ap.add_argument("--kernel-tables", default="", help="[BATCHx]L,...: kernel times, plain vs rotary fwd+bwd")
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--skip-check", action="store_true", help="no GPU check against the recurrence")
     ap.add_argument("--patch", action="append", default=[],
@@ -244,14 +244,15 @@ def main() -> None:
                 finally:
                     ssd_combined.ssd_triton = new_impl
                 torch.cuda.empty_cache()
-    for L in [int(v) for v in a.kernel_tables.split(",") if v]:
+    for spec in filter(None, a.kernel_tables.split(",")):
+        batch, L = [int(v) for v in spec.split("x")] if "x" in spec else [1, int(spec)]
         for label, R in (("plain", 0), ("rotary R=N/4", 32)):
-            t = rotary_inputs(1, 32, 64, 128, L, max(R, 1))
+            t = rotary_inputs(batch, 32, 64, 128, L, max(R, 1))
             if not R:
                 t.pop("theta")
             table = kernel_table(fwd_bwd(ssd_call(t, bool(R)), list(t.values())))
-            res.setdefault("kernel_tables", []).append({"L": L, "variant": label, "kernels": table})
-            log(label, L, "kernels ms total", round(sum(r["ms_per_call"] for r in table), 3))
+            res.setdefault("kernel_tables", []).append({"batch": batch, "L": L, "variant": label, "kernels": table})
+            log(label, spec, "kernels ms total", round(sum(r["ms_per_call"] for r in table), 3))
             for r in table[:14]:
                 log(f"  {r['ms_per_call']:.3f} ms x{r['count_per_call']:.0f}  {r['kernel']}")
             write_json(stem + ".json", res)
