@@ -222,9 +222,8 @@ def stage_times(res, batch, heads, n, L):
     st["b_dhprev"] = bench(lambda: sc.chunk_state(dy, t["C"], dtp, acs, None, to_end=False))
     g_acs = torch.zeros_like(acs)
     dh = sc.chunk_state(dy, t["C"], dtp, acs, None, to_end=False)
-    st["b_state_passing"] = bench(lambda: sc.state_passing_bwd(dh.clone(), final, acs, None, False))
-    st["b_state_passing_clone"] = bench(lambda: dh.clone())  # the part of b_state_passing that is the clone
-    G, _ = sc.state_passing_bwd(dh, final, acs, None, False)
+    st["b_state_passing"] = bench(lambda: sc.state_passing_bwd(dh, final, acs, None, False, hprev, g_acs))
+    G, _ = sc.state_passing_bwd(dh, final, acs, None, False, hprev, g_acs)
     st["b_dcb"] = bench(lambda: sc.chunk_cb_bwd(t["x"], dy, cb, dtp, acs, None, g_acs))
     dcb = sc.chunk_cb_bwd(t["x"], dy, cb, dtp, acs, None, g_acs)
     st["b_dx"] = bench(lambda: sc.chunk_scan_bwd_dx(t["x"], dy, t["B"], cb, G, dtp, acs, None, t["D"], g_acs))

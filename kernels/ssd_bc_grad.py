@@ -8,8 +8,7 @@ k_t = exp(acs_t) if t belongs to the sequence of the entering state, else 0)::
     dC_t = Σ_{s ≤ t} d(CBᵀ)[t, s] B_s  +  Σ_h k_h,t  dY_h,t H_prev,h     ((T × S)(S × N), (T × P)(P × N))
 
 and the inter-chunk part of ∂L/∂acs_t = ⟨dY_t, Y_off,t⟩ = ⟨k_t dY_t H_prev, C_t⟩, read off the
-second sum of dC per head, and the state passing's ∂L/∂acs_end += k d ⟨G_c, H_prev,c⟩ (G and H_prev
-are loaded here anyway).
+second sum of dC per head.
 
 From ``SPLIT_MIN_N`` state dimensions on, dB and dC are two launches (``DO_B`` / ``DO_C``), each with
 one (BM, N) fp32 accumulator: at N 256 the two accumulators of one program spill (H200, 8K x 4:
@@ -105,13 +104,6 @@ def _bc_bwd_kernel(
             accC = mma(dym, hp.to(dym.dtype)) * wC[:, None]
             dC += accC
             tl.atomic_add(gacs_ptr + base + m, tl.sum(accC * cm, axis=1))
-            if mb == 0:  # the state passing's decay: ∂L/∂acs_end += k d ⟨G_c, H_prev⟩
-                if not DO_B:  # G is loaded for dB anyway
-                    gs = tl.load(gst_ptr + st_off + p[:, None] * N + n[None, :], mask=pn, other=0.0)
-                kd = tl.exp(tl.load(acs_ptr + base + CS - 1))
-                if HAS_SEQ:
-                    kd = tl.where(q_prev == q_end, kd, 0.0)
-                tl.atomic_add(gacs_ptr + base + CS - 1, kd * tl.sum(tl.sum(gs * hp.to(tl.float32), axis=1), axis=0))
     o_off = b * s_gb + g * s_gg + pm[:, None] * s_gl + n[None, :] * s_gn  # dB, dC: contiguous
     if DO_B:
         tl.store(dB_ptr + o_off, dB.to(dB_ptr.dtype.element_ty), mask=mn)

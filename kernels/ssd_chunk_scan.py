@@ -23,9 +23,6 @@ import triton.language as tl
 
 from seqssm.kernels.ssd_common import dot_block, mma, tune
 
-# State dimensions per step of the inter-chunk product (C H_prevᵀ forward, B Gᵀ backward).
-STATE_BLOCK = 64
-
 
 @tune(key=["P", "N", "CS", "HAS_Z", "STORE_Y"])
 @triton.jit
@@ -179,21 +176,19 @@ def _chunk_scan_bwd_dx_kernel(
 def _gate_bwd_kernel(
     dout_ptr, y_ptr, z_ptr, dy_ptr, dz_ptr, R, LEN, H, P,
     s_ob, s_ol, s_oh, s_op, s_zb, s_zl, s_zh, s_zp,
-    BR: tl.constexpr, BC: tl.constexpr,
+    BR: tl.constexpr, BP: tl.constexpr,
 ):
-    # rows r = b * LEN + l, columns j = h * P + p (several heads per tile: long contiguous rows);
-    # y, dy and dz are contiguous (batch, L, heads, P), like x
+    # rows r = b * LEN + l; y, dy and dz are contiguous (batch, L, heads, P), like x
     r = tl.program_id(0).to(tl.int64) * BR + tl.arange(0, BR)
-    j = tl.program_id(1) * BC + tl.arange(0, BC)
-    h = j // P
-    p = j % P
-    m = (r[:, None] < R) & (j[None, :] < H * P)
+    h = tl.program_id(1).to(tl.int64)
+    p = tl.arange(0, BP)
+    m = (r[:, None] < R) & (p[None, :] < P)
     bi = r // LEN
     li = r % LEN
-    off = r[:, None] * (H * P) + j[None, :]
-    do = tl.load(dout_ptr + bi[:, None] * s_ob + li[:, None] * s_ol + (h * s_oh + p * s_op)[None, :],
+    off = (r[:, None] * H + h) * P + p[None, :]
+    do = tl.load(dout_ptr + bi[:, None] * s_ob + li[:, None] * s_ol + h * s_oh + p[None, :] * s_op,
                  mask=m, other=0.0).to(tl.float32)
-    z = tl.load(z_ptr + bi[:, None] * s_zb + li[:, None] * s_zl + (h * s_zh + p * s_zp)[None, :],
+    z = tl.load(z_ptr + bi[:, None] * s_zb + li[:, None] * s_zl + h * s_zh + p[None, :] * s_zp,
                 mask=m, other=0.0).to(tl.float32)
     y = tl.load(y_ptr + off, mask=m, other=0.0).to(tl.float32)
     sg = tl.sigmoid(z)
@@ -220,7 +215,7 @@ def chunk_scan_fwd(
     y = torch.empty_like(out) if (z is not None and store_y) else None
     BT = BS = min(cs, 64)
     BP = dot_block(P, 64)
-    BN = dot_block(N, STATE_BLOCK)
+    BN = dot_block(N, 64)
     q = seq_idx if seq_idx is not None else acs
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
     zz = z if z is not None else x
@@ -248,7 +243,7 @@ def chunk_scan_bwd_dx(
     gdt = torch.empty_like(dtp)
     BS = BT = min(cs, 64)
     BP = dot_block(P)
-    BN = dot_block(N, STATE_BLOCK)
+    BN = dot_block(N, 64)
     n_sb = cs // BS
     dD = torch.empty(b * nc * n_sb, H, P, device=x.device, dtype=torch.float32) if D is not None else None
     q = seq_idx if seq_idx is not None else acs
@@ -273,9 +268,10 @@ def gate_bwd(
     b, L, H, P = y.shape
     dy = torch.empty_like(y)
     dz = torch.empty_like(y)
-    BR, BC = 16, min(512, triton.next_power_of_2(H * P))
-    grid = (triton.cdiv(b * L, BR), triton.cdiv(H * P, BC))
+    BR = 64
+    BP = dot_block(P)
+    grid = (triton.cdiv(b * L, BR), H)
     _gate_bwd_kernel[grid](
-        dout, y, z, dy, dz, b * L, L, H, P, *dout.stride(), *z.stride(), BR=BR, BC=BC, num_warps=4,
+        dout, y, z, dy, dz, b * L, L, H, P, *dout.stride(), *z.stride(), BR=BR, BP=BP, num_warps=4,
     )
     return dy, dz

@@ -61,7 +61,8 @@ def ssd_bwd(dout, dfinal, x, dt, A, B, C, D, z, dt_bias, initial_states, seq_idx
         dy = dout
     g_acs = torch.zeros_like(acs)
     dhprev = chunk_state(dy, C, dtp, acs, seq_idx, to_end=False)
-    G, dinit = state_passing_bwd(dhprev, dfinal, acs, seq_idx, initial_states is not None)
+    G, dinit = state_passing_bwd(dhprev, dfinal, acs, seq_idx, initial_states is not None, hprev, g_acs)
+    del dhprev
     dcb = chunk_cb_bwd(x, dy, cb, dtp, acs, seq_idx, g_acs)
     dx, gdt, dD = chunk_scan_bwd_dx(x, dy, B, cb, G, dtp, acs, seq_idx, D, g_acs)
     dB, dC = bc_bwd(x, dy, B, C, dcb, G, hprev, dtp, acs, seq_idx, g_acs)

@@ -20,7 +20,11 @@ give S = 0 and acs = 0, so decay 1; the seq_idx positions are clamped, so no res
 Backward, with G_c = ∂L/∂H_c (G_last = ∂L/∂final) and dH_prev,c from the output step::
 
     G_{c-1} = dH_prev,c + k_c d_c G_c,   ∂L/∂S_c = G_c,   ∂L/∂initial = G_{-1}
-    ∂L/∂acs_c,end += k_c d_c ⟨G_c, H_{c-1}⟩   (added by ssd_bc_grad, which reads G and H anyway)
+    ∂L/∂acs_c,end += k_c d_c ⟨G_c, H_{c-1}⟩
+
+The walk holds G_c in fp32 and writes it in the inputs' dtype: its consumers (ssd_chunk_scan's dX,
+ssd_bc_grad's dB) round it to that dtype for their tensor-core products anyway, and the fp32 dot
+⟨G_c, H_{c-1}⟩ is taken here, from the registers.
 """
 
 from __future__ import annotations
@@ -84,13 +88,13 @@ def _state_passing_fwd_kernel(
 
 @triton.jit
 def _state_passing_bwd_kernel(
-    G_ptr, dfinal_ptr, acs_ptr, seq_ptr, dinit_ptr,
+    dh_ptr, dfinal_ptr, acs_ptr, seq_ptr, hprev_ptr, G_ptr, gacs_ptr, dinit_ptr,
     L, H, PN, nchunks, s_qb, s_ql,
     HAS_DFINAL: tl.constexpr, HAS_DINIT: tl.constexpr, HAS_SEQ: tl.constexpr,
     CS: tl.constexpr, BLOCK: tl.constexpr, GROUP: tl.constexpr,
 ):
-    # G_ptr holds dH_prev,c on entry and G_c on exit (in place). Chunks are walked last to first,
-    # GROUP at a time: row k of a group is chunk c_top - k.
+    # dh_ptr: dH_prev,c; G_ptr: G_c. Chunks are walked last to first, GROUP at a time: row k of a
+    # group is chunk c_top - k.
     b = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     e = tl.program_id(2) * BLOCK + tl.arange(0, BLOCK)
@@ -105,15 +109,18 @@ def _state_passing_bwd_kernel(
         mc = c >= 0
         off = ((b * nchunks + c[:, None]) * H + h) * PN + e[None, :]
         m2 = mc[:, None] & m[None, :]
-        dhp = tl.load(G_ptr + off, mask=m2, other=0.0)
-        kd = _carry(seq_ptr, s_qb, s_ql, b, c, L, CS, HAS_SEQ) * tl.exp(
-            tl.load(acs_ptr + ((b * H + h) * nchunks + c) * CS + CS - 1, mask=mc, other=0.0))
-        kd = tl.broadcast_to(kd[:, None], (GROUP, BLOCK))
+        dhp = tl.load(dh_ptr + off, mask=m2, other=0.0)
+        a_end = ((b * H + h) * nchunks + c) * CS + CS - 1
+        kdv = _carry(seq_ptr, s_qb, s_ql, b, c, L, CS, HAS_SEQ) * tl.exp(
+            tl.load(acs_ptr + a_end, mask=mc, other=0.0))
+        kd = tl.broadcast_to(kdv[:, None], (GROUP, BLOCK))
         out = tl.zeros((GROUP, BLOCK), dtype=tl.float32)
         for k in tl.static_range(GROUP):
             out = tl.where(rows[:, None] == k, g[None, :], out)
             g = _row(dhp, rows, k) + _row(kd, rows, k) * g
-        tl.store(G_ptr + off, out, mask=m2)
+        tl.store(G_ptr + off, out.to(G_ptr.dtype.element_ty), mask=m2)
+        hp = tl.load(hprev_ptr + off, mask=m2, other=0.0).to(tl.float32)
+        tl.atomic_add(gacs_ptr + a_end, kdv * tl.sum(out * hp, axis=1), mask=mc)
     if HAS_DINIT:
         tl.store(dinit_ptr + (b * H + h) * PN + e, g, mask=m)
 
@@ -147,21 +154,22 @@ def state_passing_fwd(
 
 def state_passing_bwd(
     dhprev: torch.Tensor, dfinal: torch.Tensor | None, acs: torch.Tensor,
-    seq_idx: torch.Tensor | None, need_dinit: bool,
+    seq_idx: torch.Tensor | None, need_dinit: bool, hprev: torch.Tensor, g_acs: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Turns ``dhprev`` (batch, nchunks, heads, P, N) fp32 into G (∂L/∂S_c) in place; returns
-    (G, ∂L/∂initial fp32 or None)."""
+    """``dhprev`` (batch, nchunks, heads, P, N) fp32 -> (G = ∂L/∂S_c, same shape, in hprev's dtype;
+    ∂L/∂initial fp32 or None); adds the chunk-end decay term k d ⟨G_c, H_{c-1}⟩ into ``g_acs``."""
     b, nc, H, P, N = dhprev.shape
     cs = acs.shape[3]
     L = seq_idx.shape[1] if seq_idx is not None else nc * cs
+    G = torch.empty(dhprev.shape, device=dhprev.device, dtype=hprev.dtype)
     dinit = torch.empty(b, H, P, N, device=dhprev.device, dtype=torch.float32) if need_dinit else None
     df = dfinal.contiguous() if dfinal is not None else dhprev
     q = seq_idx if seq_idx is not None else acs
     sq = (q.stride(0), q.stride(1)) if seq_idx is not None else (0, 0)
     grid = (b, H, triton.cdiv(P * N, _BLOCK))
     _state_passing_bwd_kernel[grid](
-        dhprev, df, acs, q, dinit if need_dinit else dhprev, L, H, P * N, nc, *sq,
+        dhprev, df, acs, q, hprev, G, g_acs, dinit if need_dinit else dhprev, L, H, P * N, nc, *sq,
         HAS_DFINAL=dfinal is not None, HAS_DINIT=need_dinit, HAS_SEQ=seq_idx is not None,
         CS=cs, BLOCK=_BLOCK, GROUP=_GROUP, num_warps=4,
     )
-    return dhprev, dinit
+    return G, dinit
