@@ -105,6 +105,52 @@ def new_vs_old(old, res, name: str) -> None:
     log(f"check new vs {name} (bf16)", json.dumps({k: f"{v:.1e}" for k, v in e.items()}))
 
 
+class AttentionBlock(torch.nn.Module):
+    """The attention counterpart of a Mamba2 block at the same d_model: fused QKV projection, causal SDPA,
+    output projection (no norm, like the Mamba2 mixer timed here)."""
+
+    def __init__(self, d_model: int, head_dim: int = 64):
+        super().__init__()
+        self.heads = d_model // head_dim
+        self.qkv = torch.nn.Linear(d_model, 3 * d_model, bias=False)
+        self.out = torch.nn.Linear(d_model, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, L, d = x.shape
+        q, k, v = self.qkv(x).view(b, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(y.transpose(1, 2).reshape(b, L, d))
+
+
+def block_rows(spec: str, graphs: bool, emit) -> None:
+    """A Mamba2 block (d_model 1024: d_inner 2048 = 32 heads x 64, N 128, 1 group) against an attention block
+    of the same d_model, forward+backward through the block's parameters and input, wall and graph time."""
+    from seqssm.modules.mamba2 import Mamba2
+
+    batch, L = (int(v) for v in spec.split("x"))
+    for label, block in (("Mamba2 block d_model 1024", Mamba2(1024, 128, headdim=64)),
+                         ("attention block d_model 1024 (16 heads x 64)", AttentionBlock(1024))):
+        block = block.to("cuda", torch.bfloat16)
+        x = torch.randn(batch, L, 1024, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+        g = torch.randn_like(x)
+        params = [x, *block.parameters()]
+
+        def run(block=block, x=x, g=g, params=params):
+            torch.autograd.grad(block(x), params, g)
+
+        from ssd import bench, peak_gib
+
+        with torch.no_grad():
+            row = {"shape": spec, "variant": label, "fwd_ms": bench(lambda block=block, x=x: block(x))}
+        row.update(fwdbwd_ms=bench(run), peak_gib=peak_gib(run),
+                   params=sum(p.numel() for p in block.parameters()))
+        if graphs:
+            row["fwdbwd_graph_ms"] = graph_ms(run)
+        emit(row)
+        del block, x, g, params
+        torch.cuda.empty_cache()
+
+
 def markdown(res: dict) -> str:
     f = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
     lines = [f"# SSD chunk lengths and variants ({res['device']}, {res['date']})", "", f"`{res['command']}`", "",
@@ -139,6 +185,7 @@ def main() -> None:
     ap.add_argument("--graphs", action="store_true")
     ap.add_argument("--kernel-tables", default="", help="[BATCHx]L,...: kernel times, plain vs rotary fwd+bwd")
     ap.add_argument("--no-fla", action="store_true")
+    ap.add_argument("--blocks", default="", help="BATCHxL,...: Mamba2 block vs attention block, d_model 1024")
     ap.add_argument("--skip-check", action="store_true", help="no GPU check against the recurrence")
     ap.add_argument("--patch", action="append", default=[],
                     help="LABEL:MODULE.NAME=INT[,...]: also ours with module constants of seqssm.kernels set, "
@@ -257,6 +304,8 @@ def main() -> None:
                 log(f"  {r['ms_per_call']:.3f} ms x{r['count_per_call']:.0f}  {r['kernel']}")
             write_json(stem + ".json", res)
             del t
+    for spec in filter(None, a.blocks.split(",")):
+        block_rows(spec, a.graphs, emit)
     write_text(stem + ".md", markdown(res))
     print(markdown(res), flush=True)
 
