@@ -122,7 +122,7 @@ class AttentionBlock(torch.nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, L, d))
 
 
-def block_rows(spec: str, graphs: bool, emit) -> None:
+def block_rows(spec: str, graphs: bool, emit, kernels: bool = False) -> None:
     """A Mamba2 block (d_model 1024: d_inner 2048 = 32 heads x 64, N 128, 1 group) against an attention block
     of the same d_model, forward+backward through the block's parameters and input, wall and graph time."""
     from seqssm.modules.mamba2 import Mamba2
@@ -146,6 +146,10 @@ def block_rows(spec: str, graphs: bool, emit) -> None:
                    params=sum(p.numel() for p in block.parameters()))
         if graphs:
             row["fwdbwd_graph_ms"] = graph_ms(run)
+        if kernels:
+            row["kernels"] = kernel_table(run)
+            for r in row["kernels"][:16]:
+                log(f"  {r['ms_per_call']:.3f} ms x{r['count_per_call']:.0f}  {r['kernel']}")
         emit(row)
         del block, x, g, params
         torch.cuda.empty_cache()
@@ -186,6 +190,7 @@ def main() -> None:
     ap.add_argument("--kernel-tables", default="", help="[BATCHx]L,...: kernel times, plain vs rotary fwd+bwd")
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--blocks", default="", help="BATCHxL,...: Mamba2 block vs attention block, d_model 1024")
+    ap.add_argument("--block-kernels", action="store_true", help="with --blocks: kernel times of each block")
     ap.add_argument("--skip-check", action="store_true", help="no GPU check against the recurrence")
     ap.add_argument("--patch", action="append", default=[],
                     help="LABEL:MODULE.NAME=INT[,...]: also ours with module constants of seqssm.kernels set, "
@@ -202,7 +207,7 @@ def main() -> None:
 
     def emit(row: dict) -> None:
         res["rows"].append(row)
-        log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
+        log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k != "kernels"}))
         write_json(stem + ".json", res)
 
     if not a.skip_check:
@@ -305,7 +310,7 @@ def main() -> None:
             write_json(stem + ".json", res)
             del t
     for spec in filter(None, a.blocks.split(",")):
-        block_rows(spec, a.graphs, emit)
+        block_rows(spec, a.graphs, emit, a.block_kernels)
     write_text(stem + ".md", markdown(res))
     print(markdown(res), flush=True)
 
