@@ -21,12 +21,13 @@ import triton.language as tl
 
 
 @triton.jit
-def _tap(x_ptr, init_ptr, seq_ptr, row, irow, sb, t, p, m_d, L,
+def _tap(x_ptr, init_ptr, seq_ptr, row, s_l, irow, sb, t, p, m_d, L,
          W: tl.constexpr, HAS_INIT: tl.constexpr, HAS_SEQ: tl.constexpr, seq_t):
-    """x at positions p (BLOCK_L,) for rows ``row`` (BLOCK_D, 1), from the initial states where
-    p < 0; zero where p is outside, or (seq_idx) in another sequence than t."""
+    """x at positions p (BLOCK_L,) for rows ``row`` (BLOCK_D, 1; positions ``s_l`` apart), from the
+    initial states where p < 0; zero where p is outside, or (seq_idx) in another sequence than t."""
     mp = (p >= 0) & (p < L)
-    v = tl.load(x_ptr + row + p[None, :], mask=m_d[:, None] & mp[None, :], other=0.0).to(tl.float32)
+    v = tl.load(x_ptr + row + p.to(tl.int64)[None, :] * s_l, mask=m_d[:, None] & mp[None, :],
+                other=0.0).to(tl.float32)
     if HAS_INIT:
         mi = (p < 0) & (p >= -(W - 1))
         v += tl.load(init_ptr + irow + (p + W - 1)[None, :], mask=m_d[:, None] & mi[None, :],
@@ -38,7 +39,7 @@ def _tap(x_ptr, init_ptr, seq_ptr, row, irow, sb, t, p, m_d, L,
 
 
 @triton.jit
-def _pre(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, row, irow, sb, offs_d, t, m_d, L,
+def _pre(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, row, s_l, irow, sb, offs_d, t, m_d, L,
          W: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, HAS_SEQ: tl.constexpr):
     """The pre-activation at positions t (any, masked outside [0, L))."""
     seq_t = t * 0
@@ -47,7 +48,7 @@ def _pre(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, row, irow, sb, offs_d, t, m_d, 
     acc = 0.0
     for k in tl.static_range(W):
         wk = tl.load(w_ptr + offs_d * W + k, mask=m_d, other=0.0).to(tl.float32)
-        acc += wk[:, None] * _tap(x_ptr, init_ptr, seq_ptr, row, irow, sb, t, t - (W - 1) + k,
+        acc += wk[:, None] * _tap(x_ptr, init_ptr, seq_ptr, row, s_l, irow, sb, t, t - (W - 1) + k,
                                   m_d, L, W, HAS_INIT, HAS_SEQ, seq_t)
     if HAS_BIAS:
         acc += tl.load(b_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)[:, None]
@@ -56,6 +57,7 @@ def _pre(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, row, irow, sb, offs_d, t, m_d, 
 
 @triton.jit
 def conv1d_fwd_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, out_ptr, dim, L,
+                      s_xb, s_xd, s_xl, s_ob, s_od, s_ol,
                       W: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
                       HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, HAS_SEQ: tl.constexpr,
                       SILU: tl.constexpr):
@@ -63,20 +65,21 @@ def conv1d_fwd_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, out_ptr, dim, L,
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     b64 = tl.program_id(2).to(tl.int64)
     m_d = offs_d < dim
-    row = b64 * dim * L + offs_d.to(tl.int64)[:, None] * L
+    row = b64 * s_xb + offs_d.to(tl.int64)[:, None] * s_xd
     irow = (b64 * dim + offs_d.to(tl.int64)[:, None]) * (W - 1)
     sb = b64 * L
-    acc = _pre(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, row, irow, sb, offs_d, t, m_d, L,
+    acc = _pre(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, row, s_xl, irow, sb, offs_d, t, m_d, L,
                W, HAS_BIAS, HAS_INIT, HAS_SEQ)
     if SILU:
         acc = acc * tl.sigmoid(acc)
     m = m_d[:, None] & (t < L)[None, :]
-    tl.store(out_ptr + row + t[None, :], acc.to(out_ptr.dtype.element_ty), mask=m)
+    o = b64 * s_ob + offs_d.to(tl.int64)[:, None] * s_od + t.to(tl.int64)[None, :] * s_ol
+    tl.store(out_ptr + o, acc.to(out_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
 def conv1d_bwd_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, gout_ptr, gx_ptr, gw_ptr, gb_ptr,
-                      dim, L,
+                      dim, L, s_xb, s_xd, s_xl, s_gb, s_gd, s_gl, s_hb, s_hd, s_hl,
                       W: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
                       HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, HAS_SEQ: tl.constexpr,
                       SILU: tl.constexpr):
@@ -86,7 +89,8 @@ def conv1d_bwd_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, gout_ptr, gx_ptr, 
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     b64 = tl.program_id(2).to(tl.int64)
     m_d = offs_d < dim
-    row = b64 * dim * L + offs_d.to(tl.int64)[:, None] * L
+    row = b64 * s_xb + offs_d.to(tl.int64)[:, None] * s_xd
+    grow = b64 * s_gb + offs_d.to(tl.int64)[:, None] * s_gd
     irow = (b64 * dim + offs_d.to(tl.int64)[:, None]) * (W - 1)
     sb = b64 * L
     m_p = m_d[:, None] & (p < L)[None, :]
@@ -98,9 +102,9 @@ def conv1d_bwd_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, gout_ptr, gx_ptr, 
         # output position t = p + s reads x[p] through tap k = W-1-s
         t = p + s
         m_t = m_d[:, None] & (t < L)[None, :]
-        g = tl.load(gout_ptr + row + t[None, :], mask=m_t, other=0.0).to(tl.float32)
+        g = tl.load(gout_ptr + grow + t.to(tl.int64)[None, :] * s_gl, mask=m_t, other=0.0).to(tl.float32)
         if SILU:
-            pre = _pre(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, row, irow, sb, offs_d, t, m_d, L,
+            pre = _pre(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, row, s_xl, irow, sb, offs_d, t, m_d, L,
                        W, HAS_BIAS, HAS_INIT, HAS_SEQ)
             sg = tl.sigmoid(pre)
             g = g * sg * (1.0 + pre * (1.0 - sg))
@@ -114,12 +118,13 @@ def conv1d_bwd_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, gout_ptr, gx_ptr, 
         if s == 0:  # the tile's own outputs: weight and bias gradients
             seq_own = seq_p
             for k in tl.static_range(W):
-                xv = _tap(x_ptr, init_ptr, seq_ptr, row, irow, sb, p, p - (W - 1) + k, m_d, L,
+                xv = _tap(x_ptr, init_ptr, seq_ptr, row, s_xl, irow, sb, p, p - (W - 1) + k, m_d, L,
                           W, HAS_INIT, HAS_SEQ, seq_own)
                 tl.atomic_add(gw_ptr + offs_d * W + k, tl.sum(g * xv, 1), mask=m_d, sem="relaxed")
             if HAS_BIAS:
                 tl.atomic_add(gb_ptr + offs_d, tl.sum(g, 1), mask=m_d, sem="relaxed")
-    tl.store(gx_ptr + row + p[None, :], gx.to(gx_ptr.dtype.element_ty), mask=m_p)
+    h = b64 * s_hb + offs_d.to(tl.int64)[:, None] * s_hd + p.to(tl.int64)[None, :] * s_hl
+    tl.store(gx_ptr + h, gx.to(gx_ptr.dtype.element_ty), mask=m_p)
 
 
 @triton.jit
@@ -145,17 +150,35 @@ def conv1d_update_kernel(x_ptr, state_ptr, w_ptr, b_ptr, out_ptr, dim, s_xb, s_o
     tl.store(out_ptr + b64 * s_ob + offs_d, acc.to(out_ptr.dtype.element_ty), mask=m_d)
 
 
+def _channels_last(x: torch.Tensor) -> bool:
+    """x (batch, dim, L) with its channels adjacent in memory, e.g. a transposed (batch, L, dim) slice."""
+    return x.stride(1) == 1 and x.stride(2) != 1
+
+
 def _blocks(x: torch.Tensor) -> tuple[int, int]:
-    return (4, 16) if not x.is_cuda else (4, 256)
+    """(BLOCK_D, BLOCK_L): long runs along the axis that is contiguous in memory."""
+    if not x.is_cuda:
+        return 4, 16
+    return (64, 64) if _channels_last(x) else (4, 256)
+
+
+def _empty_like(x: torch.Tensor) -> torch.Tensor:
+    """A new (batch, dim, L) tensor laid out as x: channels-last stays channels-last (no transposing copy
+    on the way in or out of the conv when its neighbours are (batch, L, dim))."""
+    b, d, L = x.shape
+    if _channels_last(x):
+        return torch.empty(b, L, d, device=x.device, dtype=x.dtype).transpose(1, 2)
+    return torch.empty(b, d, L, device=x.device, dtype=x.dtype)
 
 
 def _fwd(x, weight, bias, seq_idx, init, silu: bool) -> torch.Tensor:
     batch, dim, L = x.shape
     W = weight.shape[1]
-    out = torch.empty_like(x)
+    out = _empty_like(x)
     bd, bl = _blocks(x)
     grid = (triton.cdiv(L, bl), triton.cdiv(dim, bd), batch)
-    conv1d_fwd_kernel[grid](x, weight, bias, init, seq_idx, out, dim, L, W=W, BLOCK_D=bd, BLOCK_L=bl,
+    conv1d_fwd_kernel[grid](x, weight, bias, init, seq_idx, out, dim, L, *x.stride(), *out.stride(),
+                            W=W, BLOCK_D=bd, BLOCK_L=bl,
                             HAS_BIAS=bias is not None, HAS_INIT=init is not None,
                             HAS_SEQ=seq_idx is not None, SILU=silu, num_warps=4)
     return out
@@ -166,7 +189,7 @@ class _CausalConv1d(torch.autograd.Function):
     def forward(ctx, x, weight, bias, seq_idx, initial_states, silu):
         batch, dim, L = x.shape
         W = weight.shape[1]
-        xk = x.contiguous()
+        xk = x if x.stride(1) == 1 or x.stride(2) == 1 else x.contiguous()  # any batch stride
         wk = weight.contiguous()
         bk = None if bias is None else bias.contiguous()
         sk = None if seq_idx is None else seq_idx.to(torch.int32).contiguous()
@@ -187,13 +210,16 @@ class _CausalConv1d(torch.autograd.Function):
         xk, wk, bk, sk, ik = ctx.saved_tensors
         batch, dim, L = xk.shape
         W = wk.shape[1]
-        gout = torch.zeros_like(xk) if gout is None else gout.contiguous()
-        gx = torch.empty_like(xk)
+        gout = torch.zeros_like(xk) if gout is None else gout
+        if gout.stride(1) != 1 and gout.stride(2) != 1:
+            gout = gout.contiguous()
+        gx = _empty_like(xk)
         gw = torch.zeros(dim, W, device=xk.device, dtype=torch.float32)
         gb = torch.zeros(dim, device=xk.device, dtype=torch.float32) if bk is not None else None
         bd, bl = _blocks(xk)
         grid = (triton.cdiv(L, bl), triton.cdiv(dim, bd), batch)
-        conv1d_bwd_kernel[grid](xk, wk, bk, ik, sk, gout, gx, gw, gb, dim, L, W=W, BLOCK_D=bd,
+        conv1d_bwd_kernel[grid](xk, wk, bk, ik, sk, gout, gx, gw, gb, dim, L, *xk.stride(), *gout.stride(),
+                                *gx.stride(), W=W, BLOCK_D=bd,
                                 BLOCK_L=bl, HAS_BIAS=bk is not None, HAS_INIT=ik is not None,
                                 HAS_SEQ=sk is not None, SILU=ctx.silu, num_warps=4)
         ginit = None

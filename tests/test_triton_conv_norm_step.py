@@ -75,6 +75,30 @@ def test_conv1d_bf16():
     test_conv1d(4, 29, "silu", False, True, dtype=torch.bfloat16, tol=1e-2)
 
 
+@pytest.mark.parametrize("seq,init", [(False, True), (True, False)])
+def test_conv1d_channels_last_slice(seq, init):
+    """x a transposed slice of a wider (batch, L, width) projection, as in the Mamba2 block: read in
+    place, the output laid out channels-last too (no transposing copies), gradients into the slice."""
+    batch, dim, L, width = 2, 6, 33, 4
+    wide = leaf(torch.randn(batch, L, dim + 5))
+    x = wide[:, :, 3:3 + dim].transpose(1, 2)
+    w, b = leaf(torch.randn(dim, width)), leaf(torch.randn(dim))
+    h0 = leaf(torch.randn(batch, dim, width - 1)) if init else None
+    si = torch.sort(torch.randint(0, 3, (batch, L)), -1).values.to(torch.int32) if seq else None
+    out, fin = causal_conv1d_triton(x, w, b, None if si is None else si.to(DEV), h0, "silu")
+    assert out.stride(1) == 1, out.stride()
+    xs = [wide, w, b] + ([h0] if init else [])
+    os_ = [oracle(v) for v in xs]
+    ref, rfin = causal_conv1d_ref(os_[0][:, :, 3:3 + dim].transpose(1, 2), os_[1], os_[2], si,
+                                  os_[3] if init else None, "silu")
+    go, gf = torch.randn_like(ref), torch.randn_like(rfin)  # go contiguous: not out's layout
+    g = torch.autograd.grad((out, fin), xs, (go.to(DEV), gf.to(DEV)))
+    rg = torch.autograd.grad((ref, rfin), os_, (go, gf))
+    errs = {"out": rel(out, ref), "final": rel(fin, rfin)}
+    errs.update({n: rel(a, c) for n, a, c in zip(["dwide", "dw", "dbias", "dinit"], g, rg, strict=False)})
+    assert max(errs.values()) < 1e-5, errs
+
+
 def test_conv1d_update_matches_full():
     """Decoding token by token with the rolling state gives the full convolution."""
     batch, dim, L, width = 2, 5, 9, 4
