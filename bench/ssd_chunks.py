@@ -122,36 +122,54 @@ class AttentionBlock(torch.nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, L, d))
 
 
-def block_rows(spec: str, graphs: bool, emit, kernels: bool = False) -> None:
-    """A Mamba2 block (d_model 1024: d_inner 2048 = 32 heads x 64, N 128, 1 group) against an attention block
-    of the same d_model, forward+backward through the block's parameters and input, wall and graph time."""
+def block_rows(spec: str, graphs: bool, emit, kernels: bool = False, old_conv: str | None = None) -> None:
+    """A Mamba2 block (d_model 1024: d_inner 2048 = 32 heads x 64, N 128, 1 group) and a Mamba block (d_model
+    1024, N 16) against an attention block of the same d_model, forward+backward through the block's
+    parameters and input, wall and graph time; with ``old_conv`` (an earlier kernels/causal_conv1d.py) the
+    Mamba blocks again with that conv."""
+    from ssd import bench, peak_gib
+
+    from seqssm.kernels import causal_conv1d
+    from seqssm.modules.mamba import Mamba
     from seqssm.modules.mamba2 import Mamba2
 
+    convs = [("", causal_conv1d.causal_conv1d_triton)]
+    if old_conv:
+        spec_ = importlib.util.spec_from_file_location("old_causal_conv1d", old_conv)
+        mod = importlib.util.module_from_spec(spec_)
+        sys.modules[spec_.name] = mod
+        spec_.loader.exec_module(mod)
+        convs.append((" (old conv)", mod.causal_conv1d_triton))
     batch, L = (int(v) for v in spec.split("x"))
-    for label, block in (("Mamba2 block d_model 1024", Mamba2(1024, 128, headdim=64)),
-                         ("attention block d_model 1024 (16 heads x 64)", AttentionBlock(1024))):
-        block = block.to("cuda", torch.bfloat16)
-        x = torch.randn(batch, L, 1024, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-        g = torch.randn_like(x)
-        params = [x, *block.parameters()]
+    blocks = [(f"Mamba2 block d_model 1024{tag}", lambda: Mamba2(1024, 128, headdim=64), fn) for tag, fn in convs]
+    blocks += [(f"Mamba block d_model 1024 N 16{tag}", lambda: Mamba(1024, 16), fn) for tag, fn in convs]
+    blocks.append(("attention block d_model 1024 (16 heads x 64)", lambda: AttentionBlock(1024), convs[0][1]))
+    new_conv = causal_conv1d.causal_conv1d_triton
+    for label, make, conv in blocks:
+        causal_conv1d.causal_conv1d_triton = conv  # the ops layer imports it at every call
+        try:
+            block = make().to("cuda", torch.bfloat16)
+            x = torch.randn(batch, L, 1024, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+            g = torch.randn_like(x)
+            params = [x, *block.parameters()]
 
-        def run(block=block, x=x, g=g, params=params):
-            torch.autograd.grad(block(x), params, g)
+            def run(block=block, x=x, g=g, params=params):
+                torch.autograd.grad(block(x), params, g)
 
-        from ssd import bench, peak_gib
-
-        with torch.no_grad():
-            row = {"shape": spec, "variant": label, "fwd_ms": bench(lambda block=block, x=x: block(x))}
-        row.update(fwdbwd_ms=bench(run), peak_gib=peak_gib(run),
-                   params=sum(p.numel() for p in block.parameters()))
-        if graphs:
-            row["fwdbwd_graph_ms"] = graph_ms(run)
-        if kernels:
-            row["kernels"] = kernel_table(run)
-            for r in row["kernels"][:16]:
-                log(f"  {r['ms_per_call']:.3f} ms x{r['count_per_call']:.0f}  {r['kernel']}")
-        emit(row)
-        del block, x, g, params
+            with torch.no_grad():
+                row = {"shape": spec, "variant": label, "fwd_ms": bench(lambda block=block, x=x: block(x))}
+            row.update(fwdbwd_ms=bench(run), peak_gib=peak_gib(run),
+                       params=sum(p.numel() for p in block.parameters()))
+            if graphs:
+                row["fwdbwd_graph_ms"] = graph_ms(run)
+            if kernels:
+                row["kernels"] = kernel_table(run)
+                for r in row["kernels"][:12]:
+                    log(f"  {r['ms_per_call']:.3f} ms x{r['count_per_call']:.0f}  {r['kernel']}")
+            emit(row)
+            del block, x, g, params
+        finally:
+            causal_conv1d.causal_conv1d_triton = new_conv
         torch.cuda.empty_cache()
 
 
@@ -191,6 +209,7 @@ def main() -> None:
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--blocks", default="", help="BATCHxL,...: Mamba2 block vs attention block, d_model 1024")
     ap.add_argument("--block-kernels", action="store_true", help="with --blocks: kernel times of each block")
+    ap.add_argument("--old-conv", default=None, help="with --blocks: an earlier kernels/causal_conv1d.py as well")
     ap.add_argument("--skip-check", action="store_true", help="no GPU check against the recurrence")
     ap.add_argument("--patch", action="append", default=[],
                     help="LABEL:MODULE.NAME=INT[,...]: also ours with module constants of seqssm.kernels set, "
@@ -310,7 +329,7 @@ def main() -> None:
             write_json(stem + ".json", res)
             del t
     for spec in filter(None, a.blocks.split(",")):
-        block_rows(spec, a.graphs, emit, a.block_kernels)
+        block_rows(spec, a.graphs, emit, a.block_kernels, a.old_conv)
     write_text(stem + ".md", markdown(res))
     print(markdown(res), flush=True)
 
