@@ -164,11 +164,12 @@ def _blocks(x: torch.Tensor) -> tuple[int, int]:
 
 def _empty_like(x: torch.Tensor) -> torch.Tensor:
     """A new (batch, dim, L) tensor laid out as x: channels-last stays channels-last (no transposing copy
-    on the way in or out of the conv when its neighbours are (batch, L, dim))."""
+    on the way in or out of the conv when its neighbours are (batch, L, dim)), and a dense x keeps its
+    strides (e.g. mamba_ssm's (dim, batch·L) projection viewed as (batch, dim, L))."""
     b, d, L = x.shape
     if _channels_last(x):
         return torch.empty(b, L, d, device=x.device, dtype=x.dtype).transpose(1, 2)
-    return torch.empty(b, d, L, device=x.device, dtype=x.dtype)
+    return torch.empty_like(x)
 
 
 def _fwd(x, weight, bias, seq_idx, init, silu: bool) -> torch.Tensor:

@@ -76,6 +76,30 @@ def _act(x: torch.Tensor | None) -> torch.Tensor | None:
     return x.contiguous()
 
 
+def rows_layout(x: torch.Tensor) -> torch.Tensor:
+    """x (batch, dim, L) as the time-sequential kernels read it: positions adjacent and the (batch, dim)
+    rows dense in either order — (batch, dim, L) contiguous, or mamba_ssm's (dim, batch·L) product viewed
+    as (batch, dim, L) — kept as it is; anything else copied to contiguous. fp64 becomes fp32."""
+    x = x.float() if x.dtype == torch.float64 else x
+    b, d, L = x.shape
+    sb, sd, sl = x.stride()
+    standard = sd == L and (b == 1 or sb == d * L)
+    batch_inner = sb == L and (d == 1 or sd == b * L)
+    return x if (sl == 1 or L == 1) and (standard or batch_inner) else x.contiguous()
+
+
+def like_rows(x: torch.Tensor | None, ref: torch.Tensor) -> torch.Tensor | None:
+    """x (batch, dim, L) in ``ref``'s layout (a copy only where the layouts differ); fp64 becomes fp32."""
+    if x is None:
+        return None
+    x = x.float() if x.dtype == torch.float64 else x
+    if x.stride() == ref.stride():
+        return x
+    out = torch.empty_like(ref, dtype=x.dtype)
+    out.copy_(x)
+    return out
+
+
 class _SelectiveScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state):
@@ -85,7 +109,14 @@ class _SelectiveScan(torch.autograd.Function):
         groups = _groups(B, C)
         if dim % groups:
             raise ValueError(f"dim={dim} is not a multiple of groups={groups}")
-        uk, dk, zk = _act(u), _act(delta), _act(z)
+        seq = supported(A, B, C)
+        needs_grad = any(ctx.needs_input_grad)
+        seq_bwd = seq and SEQ_BACKWARD and supported_bwd(A, B, C)
+        if seq and (seq_bwd or not needs_grad):  # the time-sequential kernels take u's layout for all
+            uk = rows_layout(u)
+            dk, zk = like_rows(delta, uk), like_rows(z, uk)
+        else:
+            uk, dk, zk = _act(u), _act(delta), _act(z)
         Ak = torch.view_as_real(A.to(torch.complex64)).reshape(dim, 2 * N) if cplx else A.float()
         Ak = Ak.contiguous()
         Bk, Ck = _prep_bc(B, dim, cplx), _prep_bc(C, dim, cplx)
@@ -98,15 +129,12 @@ class _SelectiveScan(torch.autograd.Function):
             h0 = (torch.view_as_real(h0) if cplx else h0).reshape(batch, dim, K * N).contiguous()
         out = torch.empty(batch, dim, L, device=u.device, dtype=u.dtype)
         hlast = torch.empty(batch, dim, K * N, device=u.device, dtype=torch.float32)
-        needs_grad = any(ctx.needs_input_grad)
         bd, bl, nw = _config("fwd", u.device)
         if needs_grad:
             bl = _config("bwd", u.device)[1]
         bd = pow2_divisor(dim // groups, bd)
         n_chunks = triton.cdiv(L, bl)
         ckpt = None
-        seq = supported(A, B, C)
-        seq_bwd = seq and SEQ_BACKWARD and supported_bwd(A, B, C)
         if seq:  # time-sequential kernel; checkpoints every ck steps for the backward
             ck = config(u.device)["CK"] if seq_bwd else bl
             Bt, Ct = bc_seq(B, cplx), bc_seq(C, cplx)
@@ -141,7 +169,7 @@ class _SelectiveScan(torch.autograd.Function):
         N = Ak.shape[1] // K
         if gout is None:
             gout = torch.zeros(batch, dim, L, device=uk.device, dtype=uk.dtype)
-        gout = gout.contiguous()
+        gout = like_rows(gout, uk) if seq_bwd else gout.contiguous()
         gl = None
         if glast is not None:
             gl = (torch.view_as_real(glast.to(torch.complex64)) if cplx else glast.float())

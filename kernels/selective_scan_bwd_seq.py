@@ -102,7 +102,7 @@ def adjoint_step_complex(lr, li, A2, Ai, dj, FAST: tl.constexpr):
 def scan_bwd_seq_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, gout_ptr, min_ptr,
     gu_ptr, gdt_ptr, gz_ptr, gA_ptr, gB_ptr, gC_ptr, gD_ptr, gbias_ptr, mout_ptr, decay_ptr, scr_ptr,
-    dim, L, seg_len, n_seg, ch_per_group, G,
+    dim, L, seg_len, n_seg, ch_per_group, G, s_b, s_d,
     N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, CK: tl.constexpr,
     LOCAL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_MIN: tl.constexpr, CPLX: tl.constexpr = False, FAST_TRIG: tl.constexpr = False,
@@ -153,7 +153,7 @@ def scan_bwd_seq_kernel(
     gb = tl.zeros((BLOCK_D,), tl.float32)
     dsum = tl.zeros((BLOCK_D,), tl.float32)
 
-    row = (b64 * dim + offs_d64) * L  # start of each channel's row in (batch, dim, L)
+    row = b64 * s_b + offs_d64 * s_d  # (BLOCK_D,) start of each channel's row; positions adjacent
     # start of this (batch, group) in (batch, groups, L, N); complex (batch, groups, L, 2, N) (as the forward)
     bc_row = (b64 * G + g) * L * N
     if CPLX:
@@ -370,7 +370,8 @@ def scan_bwd_seq_kernel(
 def launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in, grads, mout, decay, scratch, *,
                    local: bool, softplus_: bool, seg_len: int, n_seg: int, ch_per_group: int, block_d: int,
                    t: int, ck: int, num_warps: int, cplx: bool = False) -> None:
-    """u, dt, z, gout: (batch, dim, L); A: (dim, N) fp32; Bt, Ct: (batch, groups, L, N); ckpt: (batch,
+    """u, dt, z, gout, gu, gdt, gz: (batch, dim, L), all laid out as u (positions adjacent, any batch and
+    channel strides: ``selective_scan.rows_layout``); A: (dim, N) fp32; Bt, Ct: (batch, groups, L, N); ckpt: (batch,
     cdiv(L, ck), dim, N) fp32; mu_in, mout, decay: (batch, S, dim, N) fp32; grads: (gu, gdt, gz, gA, gB,
     gC, gD, gbias) buffers (see ``selective_scan_seq.bwd_seq``), unused in the ``local`` pass. Complex
     (``cplx``): A, ckpt, mu_in, mout, decay and gA (..., 2N) as (re, im) pairs; Bt, Ct, gB, gC (batch,
@@ -382,7 +383,7 @@ def launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in, grads, mout,
     scan_bwd_seq_kernel[grid](
         u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in,
         gu, gdt, gz, gA, gB, gC, gD, gbias, mout, decay, scratch,
-        dim, L, seg_len, n_seg, ch_per_group, Bt.shape[1],
+        dim, L, seg_len, n_seg, ch_per_group, Bt.shape[1], u.stride(0), u.stride(1),
         N=N, NP=max(triton.next_power_of_2(N), 2), BLOCK_D=block_d, T=t, CK=ck, LOCAL=local,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=bias is not None, SOFTPLUS=softplus_,
         HAS_MIN=mu_in is not None, CPLX=cplx, FAST_TRIG=cplx and inline_ptx(u),

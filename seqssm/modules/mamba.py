@@ -25,6 +25,16 @@ import torch.nn.functional as F
 from seqssm.ops import causal_conv1d_fn, causal_conv1d_update, selective_scan_fn, selective_state_update
 
 
+def _rows(weight: torch.Tensor, inputs: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """inputs (batch, L, k) projected by weight (m, k) as (batch, m, L): the (m, batch·L) product
+    W·inputsᵀ (+ bias) viewed as (batch, m, L), positions adjacent."""
+    batch, L, k = inputs.shape
+    out = weight @ inputs.reshape(batch * L, k).t()
+    if bias is not None:
+        out = out + bias[:, None]
+    return out.view(-1, batch, L).permute(1, 0, 2)
+
+
 @dataclass
 class MambaState:
     """Recurrent state of one Mamba block: the last d_conv-1 conv inputs and the SSM state."""
@@ -112,7 +122,11 @@ class Mamba(nn.Module):
         """hidden_states: (batch, L, d_model). ``state`` continues from an earlier piece of the same
         sequence; with ``return_state`` also returns the state after the last token."""
         batch, L, _ = hidden_states.shape
-        x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)  # (batch, d_inner, L) each
+        # (batch, d_inner, L) each, laid out as the (2·d_inner, batch·L) product W·Hᵀ (mamba_ssm's layout):
+        # positions adjacent, so the conv and the scan read x, z and Δ where they are, and x_proj and out_proj
+        # take the transposed views without copies
+        xz = _rows(self.in_proj.weight, hidden_states, self.in_proj.bias)
+        x, z = xz.chunk(2, dim=1)
         x, conv_state = causal_conv1d_fn(
             x,
             self.conv1d.weight.squeeze(1),
@@ -123,7 +137,7 @@ class Mamba(nn.Module):
             backend=self.backend,
         )
         dt, B, C = self._split_x_proj(self.x_proj(x.transpose(1, 2)))
-        dt = (dt @ self.dt_proj.weight.t()).transpose(1, 2)  # (batch, d_inner, L); bias in the scan
+        dt = _rows(self.dt_proj.weight, dt)  # (batch, d_inner, L), laid out as x; bias in the scan
         if self.complex:  # (batch, L, N, 2) -> mamba_ssm's packing (batch, N, 2L)
             B = B.permute(0, 2, 1, 3).reshape(batch, self.d_state, 2 * L)
             C = C.permute(0, 2, 1, 3).reshape(batch, self.d_state, 2 * L)
