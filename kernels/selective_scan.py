@@ -28,7 +28,7 @@ import torch
 import triton
 
 from seqssm.kernels.selective_scan_bwd import launch_bwd
-from seqssm.kernels.selective_scan_common import pow2_divisor
+from seqssm.kernels.selective_scan_common import like_rows, pow2_divisor, rows_layout
 from seqssm.kernels.selective_scan_fwd import launch_fwd
 from seqssm.kernels.selective_scan_seq import bc_seq, bwd_seq, config, fwd_seq, supported, supported_bwd
 
@@ -74,30 +74,6 @@ def _act(x: torch.Tensor | None) -> torch.Tensor | None:
     if x.dtype == torch.float64:
         x = x.float()
     return x.contiguous()
-
-
-def rows_layout(x: torch.Tensor) -> torch.Tensor:
-    """x (batch, dim, L) as the time-sequential kernels read it: positions adjacent and the (batch, dim)
-    rows dense in either order — (batch, dim, L) contiguous, or mamba_ssm's (dim, batch·L) product viewed
-    as (batch, dim, L) — kept as it is; anything else copied to contiguous. fp64 becomes fp32."""
-    x = x.float() if x.dtype == torch.float64 else x
-    b, d, L = x.shape
-    sb, sd, sl = x.stride()
-    standard = sd == L and (b == 1 or sb == d * L)
-    batch_inner = sb == L and (d == 1 or sd == b * L)
-    return x if (sl == 1 or L == 1) and (standard or batch_inner) else x.contiguous()
-
-
-def like_rows(x: torch.Tensor | None, ref: torch.Tensor) -> torch.Tensor | None:
-    """x (batch, dim, L) in ``ref``'s layout (a copy only where the layouts differ); fp64 becomes fp32."""
-    if x is None:
-        return None
-    x = x.float() if x.dtype == torch.float64 else x
-    if x.stride() == ref.stride():
-        return x
-    out = torch.empty_like(ref, dtype=x.dtype)
-    out.copy_(x)
-    return out
 
 
 class _SelectiveScan(torch.autograd.Function):

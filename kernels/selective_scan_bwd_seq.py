@@ -59,7 +59,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from seqssm.kernels.selective_scan_common import inline_ptx
+from seqssm.kernels.selective_scan_common import batch_inner, inline_ptx
 from seqssm.kernels.selective_scan_fwd_seq import bc_at, col, delta_tile, exp_complex, put, step, step_complex
 from seqssm.kernels.warp_sum import warp_sum_scatter
 
@@ -102,11 +102,11 @@ def adjoint_step_complex(lr, li, A2, Ai, dj, FAST: tl.constexpr):
 def scan_bwd_seq_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr, gout_ptr, min_ptr,
     gu_ptr, gdt_ptr, gz_ptr, gA_ptr, gB_ptr, gC_ptr, gD_ptr, gbias_ptr, mout_ptr, decay_ptr, scr_ptr,
-    dim, L, seg_len, n_seg, ch_per_group, G, s_b, s_d,
+    dim, L, seg_len, n_seg, ch_per_group, G,
     N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, CK: tl.constexpr,
     LOCAL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_MIN: tl.constexpr, CPLX: tl.constexpr = False, FAST_TRIG: tl.constexpr = False,
-    SCATTER: tl.constexpr = False,
+    SCATTER: tl.constexpr = False, BATCH_INNER: tl.constexpr = False,
 ):
     pid_d = tl.program_id(0)
     n_dblk = tl.num_programs(0)
@@ -153,7 +153,10 @@ def scan_bwd_seq_kernel(
     gb = tl.zeros((BLOCK_D,), tl.float32)
     dsum = tl.zeros((BLOCK_D,), tl.float32)
 
-    row = b64 * s_b + offs_d64 * s_d  # (BLOCK_D,) start of each channel's row; positions adjacent
+    if BATCH_INNER:  # (dim, batch, L) in memory: mamba_ssm's (dim, batch·L) projections
+        row = (offs_d64 * tl.num_programs(1) + b64) * L
+    else:  # (batch, dim, L)
+        row = (b64 * dim + offs_d64) * L
     # start of this (batch, group) in (batch, groups, L, N); complex (batch, groups, L, 2, N) (as the forward)
     bc_row = (b64 * G + g) * L * N
     if CPLX:
@@ -370,9 +373,9 @@ def scan_bwd_seq_kernel(
 def launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in, grads, mout, decay, scratch, *,
                    local: bool, softplus_: bool, seg_len: int, n_seg: int, ch_per_group: int, block_d: int,
                    t: int, ck: int, num_warps: int, cplx: bool = False) -> None:
-    """u, dt, z, gout, gu, gdt, gz: (batch, dim, L), all laid out as u (positions adjacent, any batch and
-    channel strides: ``selective_scan.rows_layout``); A: (dim, N) fp32; Bt, Ct: (batch, groups, L, N); ckpt: (batch,
-    cdiv(L, ck), dim, N) fp32; mu_in, mout, decay: (batch, S, dim, N) fp32; grads: (gu, gdt, gz, gA, gB,
+    """u, dt, z, gout, gu, gdt, gz: (batch, dim, L), all laid out as u: (batch, dim, L) contiguous, or
+    (dim, batch, L) in memory (``batch_inner``); A: (dim, N) fp32; Bt, Ct: (batch, groups, L, N); ckpt:
+    (batch, cdiv(L, ck), dim, N) fp32; mu_in, mout, decay: (batch, S, dim, N) fp32; grads: (gu, gdt, gz, gA, gB,
     gC, gD, gbias) buffers (see ``selective_scan_seq.bwd_seq``), unused in the ``local`` pass. Complex
     (``cplx``): A, ckpt, mu_in, mout, decay and gA (..., 2N) as (re, im) pairs; Bt, Ct, gB, gC (batch,
     groups, L, 2N) = (..., L, (re, im), N) (``bc_seq(M, cplx=True)``); decay holds conj(exp(A Σ Δ))."""
@@ -383,9 +386,9 @@ def launch_bwd_seq(u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in, grads, mout,
     scan_bwd_seq_kernel[grid](
         u, dt, A, Bt, Ct, D, z, bias, ckpt, gout, mu_in,
         gu, gdt, gz, gA, gB, gC, gD, gbias, mout, decay, scratch,
-        dim, L, seg_len, n_seg, ch_per_group, Bt.shape[1], u.stride(0), u.stride(1),
+        dim, L, seg_len, n_seg, ch_per_group, Bt.shape[1],
         N=N, NP=max(triton.next_power_of_2(N), 2), BLOCK_D=block_d, T=t, CK=ck, LOCAL=local,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=bias is not None, SOFTPLUS=softplus_,
         HAS_MIN=mu_in is not None, CPLX=cplx, FAST_TRIG=cplx and inline_ptx(u),
-        SCATTER=SCATTER_SUMS and block_d % 32 == 0, num_warps=num_warps,
+        SCATTER=SCATTER_SUMS and block_d % 32 == 0, BATCH_INNER=batch_inner(u), num_warps=num_warps,
     )

@@ -55,3 +55,26 @@ def pow2_divisor(n: int, cap: int) -> int:
 
 def next_pow2(n: int) -> int:
     return triton.next_power_of_2(max(int(n), 1))
+
+
+def batch_inner(x: torch.Tensor) -> bool:
+    """x (batch, dim, L) stored as (dim, batch, L): mamba_ssm's (dim, batch·L) projection viewed as (batch,
+    dim, L); the time-sequential kernels read it in place (``BATCH_INNER``)."""
+    return not x.is_contiguous() and x.permute(1, 0, 2).is_contiguous()
+
+
+def rows_layout(x: torch.Tensor) -> torch.Tensor:
+    """x (batch, dim, L) as the time-sequential kernels read it: contiguous, or ``batch_inner``, kept as it
+    is; anything else copied to contiguous. fp64 becomes fp32 (the kernels compute in fp32)."""
+    x = x.float() if x.dtype == torch.float64 else x
+    return x if x.is_contiguous() or batch_inner(x) else x.contiguous()
+
+
+def like_rows(x: torch.Tensor | None, ref: torch.Tensor) -> torch.Tensor | None:
+    """x (batch, dim, L) in the layout of ``ref`` (a ``rows_layout`` result), copied only where it differs."""
+    if x is None:
+        return None
+    x = x.float() if x.dtype == torch.float64 else x
+    if not batch_inner(ref):
+        return x.contiguous()
+    return x if x.permute(1, 0, 2).is_contiguous() else x.permute(1, 0, 2).contiguous().permute(1, 0, 2)

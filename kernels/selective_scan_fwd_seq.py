@@ -36,7 +36,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from seqssm.kernels.selective_scan_common import inline_ptx, softplus
+from seqssm.kernels.selective_scan_common import batch_inner, inline_ptx, softplus
 
 
 @triton.jit
@@ -112,11 +112,11 @@ def step_complex(hr, hi, A2, Ai, dj, uj, br, bi, FAST: tl.constexpr):
 def scan_fwd_seq_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, hin_ptr,
     out_ptr, hout_ptr, decay_ptr, ckpt_ptr,
-    dim, L, seg_len, n_seg, ch_per_group, G, s_b, s_d,
+    dim, L, seg_len, n_seg, ch_per_group, G,
     N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, CK: tl.constexpr,
     LOCAL: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, HAS_HIN: tl.constexpr, SAVE_CKPT: tl.constexpr,
-    CPLX: tl.constexpr = False, FAST_TRIG: tl.constexpr = False,
+    CPLX: tl.constexpr = False, FAST_TRIG: tl.constexpr = False, BATCH_INNER: tl.constexpr = False,
 ):
     pid_d = tl.program_id(0)
     b64 = tl.program_id(1).to(tl.int64)
@@ -153,7 +153,10 @@ def scan_fwd_seq_kernel(
             hi = tl.load(hin_ptr + st_off + 1, mask=m_dn, other=0.0)
     dsum = tl.zeros((BLOCK_D,), tl.float32)
 
-    row = b64 * s_b + offs_d64 * s_d  # (BLOCK_D,) start of each channel's row; positions adjacent
+    if BATCH_INNER:  # (dim, batch, L) in memory: mamba_ssm's (dim, batch·L) projections
+        row = (offs_d64 * tl.num_programs(1) + b64) * L
+    else:  # (batch, dim, L)
+        row = (b64 * dim + offs_d64) * L
     # start of this (batch, group) in (batch, groups, L, N); complex (batch, groups, L, 2, N): the step's
     # real N-vector, then its imaginary one
     bc_row = (b64 * G + g) * L * (N * K)
@@ -212,9 +215,9 @@ def scan_fwd_seq_kernel(
 def launch_fwd_seq(u, dt, A, Bt, Ct, D, z, bias, hin, out, hout, decay, ckpt, *, local: bool,
                    softplus_: bool, seg_len: int, n_seg: int, ch_per_group: int, block_d: int, t: int,
                    ck: int, num_warps: int, cplx: bool = False) -> None:
-    """u, dt, z, out: (batch, dim, L), all laid out as u (positions adjacent, any batch and channel strides:
-    ``selective_scan.rows_layout``); A: (dim, N) fp32; Bt, Ct: (batch, groups, L, N); hin, hout, decay:
-    (batch, S, dim, N) fp32; ckpt: (batch, cdiv(L, ck), dim, N) fp32 or None. Complex (``cplx``): A
+    """u, dt, z, out: (batch, dim, L), all laid out as u: (batch, dim, L) contiguous, or (dim, batch, L) in
+    memory (``batch_inner``); A: (dim, N) fp32; Bt, Ct: (batch, groups, L, N); hin, hout, decay: (batch, S,
+    dim, N) fp32; ckpt: (batch, cdiv(L, ck), dim, N) fp32 or None. Complex (``cplx``): A
     (dim, 2N) = (dim, N, (re, im)), Bt, Ct (batch, groups, L, 2N) = (..., L, (re, im), N), and the states
     (..., dim, 2N) as (re, im) pairs."""
     batch, dim, L = u.shape
@@ -222,9 +225,9 @@ def launch_fwd_seq(u, dt, A, Bt, Ct, D, z, bias, hin, out, hout, decay, ckpt, *,
     grid = (triton.cdiv(dim, block_d), batch, n_seg)
     scan_fwd_seq_kernel[grid](
         u, dt, A, Bt, Ct, D, z, bias, hin, out, hout, decay, ckpt,
-        dim, L, seg_len, n_seg, ch_per_group, Bt.shape[1], u.stride(0), u.stride(1),
+        dim, L, seg_len, n_seg, ch_per_group, Bt.shape[1],
         N=N, NP=max(triton.next_power_of_2(N), 2), BLOCK_D=block_d, T=t, CK=ck, LOCAL=local,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=bias is not None, SOFTPLUS=softplus_,
         HAS_HIN=hin is not None, SAVE_CKPT=ckpt is not None, CPLX=cplx,
-        FAST_TRIG=cplx and inline_ptx(u), num_warps=num_warps,
+        FAST_TRIG=cplx and inline_ptx(u), BATCH_INNER=batch_inner(u), num_warps=num_warps,
     )
