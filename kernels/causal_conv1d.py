@@ -10,7 +10,8 @@ With ``seq_idx`` a tap is dropped where seq_idx at the tap's position differs fr
     ∂L/∂bias = Σ_t g[t]
 
 One program owns a (BLOCK_D, BLOCK_L) tile; the W taps are W shifted loads of the same rows (L1
-hits). The backward recomputes ``pre`` at the W shifts it needs instead of storing it.
+hits). The backward recomputes ``pre`` at the W shifts it needs instead of storing it, from the 2W - 1
+shifted tiles of x it loads once.
 """
 
 from __future__ import annotations
@@ -78,13 +79,55 @@ def conv1d_fwd_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, out_ptr, dim, L,
 
 
 @triton.jit
+def _raw(x_ptr, init_ptr, row, s_l, irow, q, m_d, L, W: tl.constexpr, HAS_INIT: tl.constexpr):
+    """x at positions q (BLOCK_L,) for rows ``row``, from the initial states where q < 0, zero outside."""
+    mq = (q >= 0) & (q < L)
+    v = tl.load(x_ptr + row + q.to(tl.int64)[None, :] * s_l, mask=m_d[:, None] & mq[None, :],
+                other=0.0).to(tl.float32)
+    if HAS_INIT:
+        mi = (q < 0) & (q >= -(W - 1))
+        v += tl.load(init_ptr + irow + (q + W - 1)[None, :], mask=m_d[:, None] & mi[None, :],
+                     other=0.0).to(tl.float32)
+    return v
+
+
+@triton.jit
+def _seq_at(seq_ptr, sb, q, L):
+    """seq_idx at positions q (the initial states belong to the first position's sequence); -1 past the end."""
+    return tl.load(seq_ptr + sb + tl.minimum(tl.maximum(q, 0), L - 1), mask=q < L, other=-1)
+
+
+@triton.jit
+def _pick(j: tl.constexpr, v0, v1, v2, v3, v4, v5, v6):
+    """v_j for a compile-time j (a register choice, no code)."""
+    r = v0
+    if j == 1:
+        r = v1
+    if j == 2:
+        r = v2
+    if j == 3:
+        r = v3
+    if j == 4:
+        r = v4
+    if j == 5:
+        r = v5
+    if j == 6:
+        r = v6
+    return r
+
+
+@triton.jit
 def conv1d_bwd_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, gout_ptr, gx_ptr, gw_ptr, gb_ptr,
                       dim, L, s_xb, s_xd, s_xl, s_gb, s_gd, s_gl, s_hb, s_hd, s_hl,
                       W: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
                       HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, HAS_SEQ: tl.constexpr,
                       SILU: tl.constexpr):
     """gx for the tile's positions p; gw, gbias partial sums over the tile's outputs t, added
-    atomically into fp32 (dim, W) and (dim,)."""
+    atomically into fp32 (dim, W) and (dim,).
+
+    The outputs t = p + s (s < W) that read x[p] need x at the 2W - 1 positions p - (W-1) .. p + (W-1):
+    each is loaded once (x_0 .. x_{2W-2}) and the W pre-activations pre(p + s) = Σ_k w_k x_{s+k} (+ bias)
+    are formed from them, with the same arithmetic as the forward."""
     p = tl.program_id(0) * BLOCK_L + tl.arange(0, BLOCK_L)
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     b64 = tl.program_id(2).to(tl.int64)
@@ -94,32 +137,69 @@ def conv1d_bwd_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, gout_ptr, gx_ptr, 
     irow = (b64 * dim + offs_d.to(tl.int64)[:, None]) * (W - 1)
     sb = b64 * L
     m_p = m_d[:, None] & (p < L)[None, :]
-    seq_p = p * 0
+    q0 = p - (W - 1)
+    # the window x_0 .. x_{2W-2} (W = 2, 3, 4: 3, 5 or 7 tiles); unused names alias x_0
+    x0 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0, m_d, L, W, HAS_INIT)
+    x1 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 1, m_d, L, W, HAS_INIT)
+    x2 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 2, m_d, L, W, HAS_INIT)
+    x3, x4, x5, x6 = x0, x0, x0, x0
+    if W >= 3:
+        x3 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 3, m_d, L, W, HAS_INIT)
+        x4 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 4, m_d, L, W, HAS_INIT)
+    if W >= 4:
+        x5 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 5, m_d, L, W, HAS_INIT)
+        x6 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 6, m_d, L, W, HAS_INIT)
+    q1 = q0 * 0
+    s0, s1, s2, s3, s4, s5, s6 = q1, q1, q1, q1, q1, q1, q1
     if HAS_SEQ:
-        seq_p = tl.load(seq_ptr + sb + tl.minimum(p, L - 1))
+        s0 = _seq_at(seq_ptr, sb, q0, L)
+        s1 = _seq_at(seq_ptr, sb, q0 + 1, L)
+        s2 = _seq_at(seq_ptr, sb, q0 + 2, L)
+        if W >= 3:
+            s3 = _seq_at(seq_ptr, sb, q0 + 3, L)
+            s4 = _seq_at(seq_ptr, sb, q0 + 4, L)
+        if W >= 4:
+            s5 = _seq_at(seq_ptr, sb, q0 + 5, L)
+            s6 = _seq_at(seq_ptr, sb, q0 + 6, L)
+    w0 = tl.load(w_ptr + offs_d * W, mask=m_d, other=0.0).to(tl.float32)
+    w1 = tl.load(w_ptr + offs_d * W + 1, mask=m_d, other=0.0).to(tl.float32)
+    w2, w3 = w0, w0
+    if W >= 3:
+        w2 = tl.load(w_ptr + offs_d * W + 2, mask=m_d, other=0.0).to(tl.float32)
+    if W >= 4:
+        w3 = tl.load(w_ptr + offs_d * W + 3, mask=m_d, other=0.0).to(tl.float32)
+    bias = tl.zeros((BLOCK_D,), tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)
+    seq_p = _pick(W - 1, s0, s1, s2, s3, s4, s5, s6)
     gx = tl.zeros((BLOCK_D, BLOCK_L), tl.float32)
     for s in tl.static_range(W):
         # output position t = p + s reads x[p] through tap k = W-1-s
         t = p + s
+        seq_t = _pick(s + W - 1, s0, s1, s2, s3, s4, s5, s6)
         m_t = m_d[:, None] & (t < L)[None, :]
         g = tl.load(gout_ptr + grow + t.to(tl.int64)[None, :] * s_gl, mask=m_t, other=0.0).to(tl.float32)
         if SILU:
-            pre = _pre(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, row, s_xl, irow, sb, offs_d, t, m_d, L,
-                       W, HAS_BIAS, HAS_INIT, HAS_SEQ)
+            pre = tl.zeros((BLOCK_D, BLOCK_L), tl.float32)
+            for k in tl.static_range(W):
+                xv = _pick(s + k, x0, x1, x2, x3, x4, x5, x6)
+                if HAS_SEQ:
+                    xv = tl.where((_pick(s + k, s0, s1, s2, s3, s4, s5, s6) == seq_t)[None, :], xv, 0.0)
+                pre += _pick(k, w0, w1, w2, w3, w3, w3, w3)[:, None] * xv
+            if HAS_BIAS:
+                pre += bias[:, None]
             sg = tl.sigmoid(pre)
             g = g * sg * (1.0 + pre * (1.0 - sg))
         if HAS_SEQ:
-            seq_t = tl.load(seq_ptr + sb + tl.minimum(t, L - 1))
             g_x = tl.where((seq_t == seq_p)[None, :], g, 0.0)
         else:
             g_x = g
-        wk = tl.load(w_ptr + offs_d * W + (W - 1 - s), mask=m_d, other=0.0).to(tl.float32)
-        gx += wk[:, None] * g_x
+        gx += _pick(W - 1 - s, w0, w1, w2, w3, w3, w3, w3)[:, None] * g_x
         if s == 0:  # the tile's own outputs: weight and bias gradients
-            seq_own = seq_p
             for k in tl.static_range(W):
-                xv = _tap(x_ptr, init_ptr, seq_ptr, row, s_xl, irow, sb, p, p - (W - 1) + k, m_d, L,
-                          W, HAS_INIT, HAS_SEQ, seq_own)
+                xv = _pick(k, x0, x1, x2, x3, x4, x5, x6)
+                if HAS_SEQ:
+                    xv = tl.where((_pick(k, s0, s1, s2, s3, s4, s5, s6) == seq_p)[None, :], xv, 0.0)
                 tl.atomic_add(gw_ptr + offs_d * W + k, tl.sum(g * xv, 1), mask=m_d, sem="relaxed")
             if HAS_BIAS:
                 tl.atomic_add(gb_ptr + offs_d, tl.sum(g, 1), mask=m_d, sem="relaxed")
@@ -155,11 +235,14 @@ def _channels_last(x: torch.Tensor) -> bool:
     return x.stride(1) == 1 and x.stride(2) != 1
 
 
-def _blocks(x: torch.Tensor) -> tuple[int, int]:
-    """(BLOCK_D, BLOCK_L): long runs along the axis that is contiguous in memory."""
+def _blocks(x: torch.Tensor, backward: bool = False) -> tuple[int, int]:
+    """(BLOCK_D, BLOCK_L): long runs along the axis that is contiguous in memory; 1,024 elements per tile in
+    the backward, which holds 2W - 1 shifted tiles of x at once."""
     if not x.is_cuda:
         return 4, 16
-    return (64, 64) if _channels_last(x) else (4, 256)
+    if _channels_last(x):
+        return (64, 16) if backward else (64, 64)
+    return 4, 256
 
 
 def _empty_like(x: torch.Tensor) -> torch.Tensor:
@@ -217,7 +300,7 @@ class _CausalConv1d(torch.autograd.Function):
         gx = _empty_like(xk)
         gw = torch.zeros(dim, W, device=xk.device, dtype=torch.float32)
         gb = torch.zeros(dim, device=xk.device, dtype=torch.float32) if bk is not None else None
-        bd, bl = _blocks(xk)
+        bd, bl = _blocks(xk, backward=True)
         grid = (triton.cdiv(L, bl), triton.cdiv(dim, bd), batch)
         conv1d_bwd_kernel[grid](xk, wk, bk, ik, sk, gout, gx, gw, gb, dim, L, *xk.stride(), *gout.stride(),
                                 *gx.stride(), W=W, BLOCK_D=bd,
