@@ -12,7 +12,7 @@ With ``seq_idx`` a tap is dropped where seq_idx at the tap's position differs fr
 One program owns a (BLOCK_D, BLOCK_L) tile; the W taps are W shifted loads of the same rows (L1
 hits). The backward recomputes ``pre`` at the W shifts it needs instead of storing it: from the 2W - 1
 shifted tiles of x it loads once (rows with adjacent positions), or from W tap loads per shift
-(channels-last, where that measured faster).
+(channels-last, where that measured faster; ``conv1d_bwd_kernel``).
 """
 
 from __future__ import annotations
@@ -122,102 +122,17 @@ def conv1d_bwd_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, gout_ptr, gx_ptr, 
                       dim, L, s_xb, s_xd, s_xl, s_gb, s_gd, s_gl, s_hb, s_hd, s_hl,
                       W: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
                       HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, HAS_SEQ: tl.constexpr,
-                      SILU: tl.constexpr):
+                      SILU: tl.constexpr, WINDOW: tl.constexpr):
     """gx for the tile's positions p; gw, gbias partial sums over the tile's outputs t, added
     atomically into fp32 (dim, W) and (dim,).
 
-    The outputs t = p + s (s < W) that read x[p] need x at the 2W - 1 positions p - (W-1) .. p + (W-1):
-    each is loaded once (x_0 .. x_{2W-2}) and the W pre-activations pre(p + s) = Σ_k w_k x_{s+k} (+ bias)
-    are formed from them, with the same arithmetic as the forward."""
-    p = tl.program_id(0) * BLOCK_L + tl.arange(0, BLOCK_L)
-    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    b64 = tl.program_id(2).to(tl.int64)
-    m_d = offs_d < dim
-    row = b64 * s_xb + offs_d.to(tl.int64)[:, None] * s_xd
-    grow = b64 * s_gb + offs_d.to(tl.int64)[:, None] * s_gd
-    irow = (b64 * dim + offs_d.to(tl.int64)[:, None]) * (W - 1)
-    sb = b64 * L
-    m_p = m_d[:, None] & (p < L)[None, :]
-    q0 = p - (W - 1)
-    # the window x_0 .. x_{2W-2} (W = 2, 3, 4: 3, 5 or 7 tiles); unused names alias x_0
-    x0 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0, m_d, L, W, HAS_INIT)
-    x1 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 1, m_d, L, W, HAS_INIT)
-    x2 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 2, m_d, L, W, HAS_INIT)
-    x3, x4, x5, x6 = x0, x0, x0, x0
-    if W >= 3:
-        x3 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 3, m_d, L, W, HAS_INIT)
-        x4 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 4, m_d, L, W, HAS_INIT)
-    if W >= 4:
-        x5 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 5, m_d, L, W, HAS_INIT)
-        x6 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 6, m_d, L, W, HAS_INIT)
-    q1 = q0 * 0
-    s0, s1, s2, s3, s4, s5, s6 = q1, q1, q1, q1, q1, q1, q1
-    if HAS_SEQ:
-        s0 = _seq_at(seq_ptr, sb, q0, L)
-        s1 = _seq_at(seq_ptr, sb, q0 + 1, L)
-        s2 = _seq_at(seq_ptr, sb, q0 + 2, L)
-        if W >= 3:
-            s3 = _seq_at(seq_ptr, sb, q0 + 3, L)
-            s4 = _seq_at(seq_ptr, sb, q0 + 4, L)
-        if W >= 4:
-            s5 = _seq_at(seq_ptr, sb, q0 + 5, L)
-            s6 = _seq_at(seq_ptr, sb, q0 + 6, L)
-    w0 = tl.load(w_ptr + offs_d * W, mask=m_d, other=0.0).to(tl.float32)
-    w1 = tl.load(w_ptr + offs_d * W + 1, mask=m_d, other=0.0).to(tl.float32)
-    w2, w3 = w0, w0
-    if W >= 3:
-        w2 = tl.load(w_ptr + offs_d * W + 2, mask=m_d, other=0.0).to(tl.float32)
-    if W >= 4:
-        w3 = tl.load(w_ptr + offs_d * W + 3, mask=m_d, other=0.0).to(tl.float32)
-    bias = tl.zeros((BLOCK_D,), tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(b_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)
-    seq_p = _pick(W - 1, s0, s1, s2, s3, s4, s5, s6)
-    gx = tl.zeros((BLOCK_D, BLOCK_L), tl.float32)
-    for s in tl.static_range(W):
-        # output position t = p + s reads x[p] through tap k = W-1-s
-        t = p + s
-        seq_t = _pick(s + W - 1, s0, s1, s2, s3, s4, s5, s6)
-        m_t = m_d[:, None] & (t < L)[None, :]
-        g = tl.load(gout_ptr + grow + t.to(tl.int64)[None, :] * s_gl, mask=m_t, other=0.0).to(tl.float32)
-        if SILU:
-            pre = tl.zeros((BLOCK_D, BLOCK_L), tl.float32)
-            for k in tl.static_range(W):
-                xv = _pick(s + k, x0, x1, x2, x3, x4, x5, x6)
-                if HAS_SEQ:
-                    xv = tl.where((_pick(s + k, s0, s1, s2, s3, s4, s5, s6) == seq_t)[None, :], xv, 0.0)
-                pre += _pick(k, w0, w1, w2, w3, w3, w3, w3)[:, None] * xv
-            if HAS_BIAS:
-                pre += bias[:, None]
-            sg = tl.sigmoid(pre)
-            g = g * sg * (1.0 + pre * (1.0 - sg))
-        if HAS_SEQ:
-            g_x = tl.where((seq_t == seq_p)[None, :], g, 0.0)
-        else:
-            g_x = g
-        gx += _pick(W - 1 - s, w0, w1, w2, w3, w3, w3, w3)[:, None] * g_x
-        if s == 0:  # the tile's own outputs: weight and bias gradients
-            for k in tl.static_range(W):
-                xv = _pick(k, x0, x1, x2, x3, x4, x5, x6)
-                if HAS_SEQ:
-                    xv = tl.where((_pick(k, s0, s1, s2, s3, s4, s5, s6) == seq_p)[None, :], xv, 0.0)
-                tl.atomic_add(gw_ptr + offs_d * W + k, tl.sum(g * xv, 1), mask=m_d, sem="relaxed")
-            if HAS_BIAS:
-                tl.atomic_add(gb_ptr + offs_d, tl.sum(g, 1), mask=m_d, sem="relaxed")
-    h = b64 * s_hb + offs_d.to(tl.int64)[:, None] * s_hd + p.to(tl.int64)[None, :] * s_hl
-    tl.store(gx_ptr + h, gx.to(gx_ptr.dtype.element_ty), mask=m_p)
-
-
-@triton.jit
-def conv1d_bwd_recompute_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, gout_ptr, gx_ptr, gw_ptr, gb_ptr,
-                      dim, L, s_xb, s_xd, s_xl, s_gb, s_gd, s_gl, s_hb, s_hd, s_hl,
-                      W: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
-                      HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, HAS_SEQ: tl.constexpr,
-                      SILU: tl.constexpr):
-    """``conv1d_bwd_kernel`` for channels-last x: pre recomputed at each of the W shifts from W tap loads
-    (L1 hits), with the forward's 64 x 64 tiles. Measured on the H200 (Mamba2 block, 4 x 8K): 0.84 ms
-    against 2.55 ms for the window kernel with 64 x 16 tiles (4x the weight-gradient atomics); a window
-    kernel that covers several tiles per program is not measured in that layout yet."""
+    The outputs t = p + s (s < W) that read x[p] need pre(t) = Σ_k w_k x[t - (W-1) + k] (+ bias). WINDOW:
+    x at the 2W - 1 positions p - (W-1) .. p + (W-1) is loaded once (x_0 .. x_{2W-2}) and pre(p + s) =
+    Σ_k w_k x_{s+k} formed from those tiles (1,024-element tiles: they are all live at once); else pre is
+    recomputed at each shift from W tap loads (L1 hits). H200: WINDOW 0.51 vs 0.72 ms for rows with adjacent
+    positions (Mamba block, 4 x 8K); for channels-last x the recomputing form with the forward's 64 x 64
+    tiles, 0.84 ms against 2.55 for WINDOW with 64 x 16 tiles (4x the programs adding into the same
+    (dim, W) entries)."""
     p = tl.program_id(0) * BLOCK_L + tl.arange(0, BLOCK_L)
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     b64 = tl.program_id(2).to(tl.int64)
@@ -228,31 +143,87 @@ def conv1d_bwd_recompute_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, gout_ptr
     sb = b64 * L
     m_p = m_d[:, None] & (p < L)[None, :]
     seq_p = p * 0
-    if HAS_SEQ:
-        seq_p = tl.load(seq_ptr + sb + tl.minimum(p, L - 1))
+    if WINDOW:
+        q0 = p - (W - 1)
+        # the window x_0 .. x_{2W-2} (W = 2, 3, 4: 3, 5 or 7 tiles); unused names alias x_0
+        x0 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0, m_d, L, W, HAS_INIT)
+        x1 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 1, m_d, L, W, HAS_INIT)
+        x2 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 2, m_d, L, W, HAS_INIT)
+        x3, x4, x5, x6 = x0, x0, x0, x0
+        if W >= 3:
+            x3 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 3, m_d, L, W, HAS_INIT)
+            x4 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 4, m_d, L, W, HAS_INIT)
+        if W >= 4:
+            x5 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 5, m_d, L, W, HAS_INIT)
+            x6 = _raw(x_ptr, init_ptr, row, s_xl, irow, q0 + 6, m_d, L, W, HAS_INIT)
+        s0, s1, s2, s3, s4, s5, s6 = seq_p, seq_p, seq_p, seq_p, seq_p, seq_p, seq_p
+        if HAS_SEQ:
+            s0 = _seq_at(seq_ptr, sb, q0, L)
+            s1 = _seq_at(seq_ptr, sb, q0 + 1, L)
+            s2 = _seq_at(seq_ptr, sb, q0 + 2, L)
+            if W >= 3:
+                s3 = _seq_at(seq_ptr, sb, q0 + 3, L)
+                s4 = _seq_at(seq_ptr, sb, q0 + 4, L)
+            if W >= 4:
+                s5 = _seq_at(seq_ptr, sb, q0 + 5, L)
+                s6 = _seq_at(seq_ptr, sb, q0 + 6, L)
+        w0 = tl.load(w_ptr + offs_d * W, mask=m_d, other=0.0).to(tl.float32)
+        w1 = tl.load(w_ptr + offs_d * W + 1, mask=m_d, other=0.0).to(tl.float32)
+        w2, w3 = w0, w0
+        if W >= 3:
+            w2 = tl.load(w_ptr + offs_d * W + 2, mask=m_d, other=0.0).to(tl.float32)
+        if W >= 4:
+            w3 = tl.load(w_ptr + offs_d * W + 3, mask=m_d, other=0.0).to(tl.float32)
+        bias = tl.zeros((BLOCK_D,), tl.float32)
+        if HAS_BIAS:
+            bias = tl.load(b_ptr + offs_d, mask=m_d, other=0.0).to(tl.float32)
+        seq_p = _pick(W - 1, s0, s1, s2, s3, s4, s5, s6)
+    elif HAS_SEQ:
+        seq_p = _seq_at(seq_ptr, sb, p, L)
     gx = tl.zeros((BLOCK_D, BLOCK_L), tl.float32)
     for s in tl.static_range(W):
         # output position t = p + s reads x[p] through tap k = W-1-s
         t = p + s
+        seq_t = t * 0
+        if WINDOW:
+            seq_t = _pick(s + W - 1, s0, s1, s2, s3, s4, s5, s6)
+        elif HAS_SEQ:
+            seq_t = _seq_at(seq_ptr, sb, t, L)
         m_t = m_d[:, None] & (t < L)[None, :]
         g = tl.load(gout_ptr + grow + t.to(tl.int64)[None, :] * s_gl, mask=m_t, other=0.0).to(tl.float32)
         if SILU:
-            pre = _pre(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, row, s_xl, irow, sb, offs_d, t, m_d, L,
-                       W, HAS_BIAS, HAS_INIT, HAS_SEQ)
+            if WINDOW:
+                pre = tl.zeros((BLOCK_D, BLOCK_L), tl.float32)
+                for k in tl.static_range(W):
+                    xv = _pick(s + k, x0, x1, x2, x3, x4, x5, x6)
+                    if HAS_SEQ:
+                        xv = tl.where((_pick(s + k, s0, s1, s2, s3, s4, s5, s6) == seq_t)[None, :], xv, 0.0)
+                    pre += _pick(k, w0, w1, w2, w3, w3, w3, w3)[:, None] * xv
+                if HAS_BIAS:
+                    pre += bias[:, None]
+            else:
+                pre = _pre(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, row, s_xl, irow, sb, offs_d, t, m_d, L,
+                           W, HAS_BIAS, HAS_INIT, HAS_SEQ)
             sg = tl.sigmoid(pre)
             g = g * sg * (1.0 + pre * (1.0 - sg))
         if HAS_SEQ:
-            seq_t = tl.load(seq_ptr + sb + tl.minimum(t, L - 1))
             g_x = tl.where((seq_t == seq_p)[None, :], g, 0.0)
         else:
             g_x = g
-        wk = tl.load(w_ptr + offs_d * W + (W - 1 - s), mask=m_d, other=0.0).to(tl.float32)
+        if WINDOW:
+            wk = _pick(W - 1 - s, w0, w1, w2, w3, w3, w3, w3)
+        else:
+            wk = tl.load(w_ptr + offs_d * W + (W - 1 - s), mask=m_d, other=0.0).to(tl.float32)
         gx += wk[:, None] * g_x
         if s == 0:  # the tile's own outputs: weight and bias gradients
-            seq_own = seq_p
             for k in tl.static_range(W):
-                xv = _tap(x_ptr, init_ptr, seq_ptr, row, s_xl, irow, sb, p, p - (W - 1) + k, m_d, L,
-                          W, HAS_INIT, HAS_SEQ, seq_own)
+                if WINDOW:
+                    xv = _pick(k, x0, x1, x2, x3, x4, x5, x6)
+                    if HAS_SEQ:
+                        xv = tl.where((_pick(k, s0, s1, s2, s3, s4, s5, s6) == seq_p)[None, :], xv, 0.0)
+                else:
+                    xv = _tap(x_ptr, init_ptr, seq_ptr, row, s_xl, irow, sb, p, p - (W - 1) + k, m_d, L,
+                              W, HAS_INIT, HAS_SEQ, seq_p)
                 tl.atomic_add(gw_ptr + offs_d * W + k, tl.sum(g * xv, 1), mask=m_d, sem="relaxed")
             if HAS_BIAS:
                 tl.atomic_add(gb_ptr + offs_d, tl.sum(g, 1), mask=m_d, sem="relaxed")
@@ -352,19 +323,12 @@ class _CausalConv1d(torch.autograd.Function):
         gx = _empty_like(xk)
         gw = torch.zeros(dim, W, device=xk.device, dtype=torch.float32)
         gb = torch.zeros(dim, device=xk.device, dtype=torch.float32) if bk is not None else None
-        flags = dict(HAS_BIAS=bk is not None, HAS_INIT=ik is not None, HAS_SEQ=sk is not None, SILU=ctx.silu,
-                     num_warps=4)
-        strides = (*xk.stride(), *gout.stride(), *gx.stride())
-        if _channels_last(xk):  # measured faster in this layout (see conv1d_bwd_recompute_kernel)
-            bd, bl = _blocks(xk)
-            grid = (triton.cdiv(L, bl), triton.cdiv(dim, bd), batch)
-            conv1d_bwd_recompute_kernel[grid](xk, wk, bk, ik, sk, gout, gx, gw, gb, dim, L, *strides, W=W,
-                                              BLOCK_D=bd, BLOCK_L=bl, **flags)
-        else:  # H200, Mamba block 4 x 8K: 0.51 vs 0.72 ms for the recomputing kernel
-            bd, bl = _blocks(xk)  # 1,024 elements: the kernel holds 2W - 1 shifted tiles of x at once
-            grid = (triton.cdiv(L, bl), triton.cdiv(dim, bd), batch)
-            conv1d_bwd_kernel[grid](xk, wk, bk, ik, sk, gout, gx, gw, gb, dim, L, *strides, W=W, BLOCK_D=bd,
-                                    BLOCK_L=bl, **flags)
+        bd, bl = _blocks(xk)
+        grid = (triton.cdiv(L, bl), triton.cdiv(dim, bd), batch)
+        conv1d_bwd_kernel[grid](xk, wk, bk, ik, sk, gout, gx, gw, gb, dim, L, *xk.stride(), *gout.stride(),
+                                *gx.stride(), W=W, BLOCK_D=bd, BLOCK_L=bl, HAS_BIAS=bk is not None,
+                                HAS_INIT=ik is not None, HAS_SEQ=sk is not None, SILU=ctx.silu,
+                                WINDOW=not _channels_last(xk), num_warps=4)
         ginit = None
         if ik is not None and ctx.needs_input_grad[4]:
             ginit = _init_grad(xk, wk, bk, sk, ik, gout, ctx.silu)
