@@ -23,20 +23,32 @@ import triton.language as tl
 
 
 @triton.jit
-def _tap(x_ptr, init_ptr, seq_ptr, row, s_l, irow, sb, t, p, m_d, L,
-         W: tl.constexpr, HAS_INIT: tl.constexpr, HAS_SEQ: tl.constexpr, seq_t):
-    """x at positions p (BLOCK_L,) for rows ``row`` (BLOCK_D, 1; positions ``s_l`` apart), from the
-    initial states where p < 0; zero where p is outside, or (seq_idx) in another sequence than t."""
-    mp = (p >= 0) & (p < L)
-    v = tl.load(x_ptr + row + p.to(tl.int64)[None, :] * s_l, mask=m_d[:, None] & mp[None, :],
+def _raw(x_ptr, init_ptr, row, s_l, irow, q, m_d, L, W: tl.constexpr, HAS_INIT: tl.constexpr):
+    """x at positions q (BLOCK_L,) for rows ``row`` (BLOCK_D, 1; positions ``s_l`` apart), from the initial
+    states where q < 0, zero outside."""
+    mq = (q >= 0) & (q < L)
+    v = tl.load(x_ptr + row + q.to(tl.int64)[None, :] * s_l, mask=m_d[:, None] & mq[None, :],
                 other=0.0).to(tl.float32)
     if HAS_INIT:
-        mi = (p < 0) & (p >= -(W - 1))
-        v += tl.load(init_ptr + irow + (p + W - 1)[None, :], mask=m_d[:, None] & mi[None, :],
+        mi = (q < 0) & (q >= -(W - 1))
+        v += tl.load(init_ptr + irow + (q + W - 1)[None, :], mask=m_d[:, None] & mi[None, :],
                      other=0.0).to(tl.float32)
+    return v
+
+
+@triton.jit
+def _seq_at(seq_ptr, sb, q, L):
+    """seq_idx at positions q (the initial states belong to the first position's sequence); -1 past the end."""
+    return tl.load(seq_ptr + sb + tl.minimum(tl.maximum(q, 0), L - 1), mask=q < L, other=-1)
+
+
+@triton.jit
+def _tap(x_ptr, init_ptr, seq_ptr, row, s_l, irow, sb, t, p, m_d, L,
+         W: tl.constexpr, HAS_INIT: tl.constexpr, HAS_SEQ: tl.constexpr, seq_t):
+    """``_raw`` at positions p, zero where (seq_idx) p lies in another sequence than t."""
+    v = _raw(x_ptr, init_ptr, row, s_l, irow, p, m_d, L, W, HAS_INIT)
     if HAS_SEQ:
-        sp = tl.load(seq_ptr + sb + tl.maximum(p, 0), mask=(p < L), other=-1)
-        v = tl.where((sp == seq_t)[None, :], v, 0.0)
+        v = tl.where((_seq_at(seq_ptr, sb, p, L) == seq_t)[None, :], v, 0.0)
     return v
 
 
@@ -77,25 +89,6 @@ def conv1d_fwd_kernel(x_ptr, w_ptr, b_ptr, init_ptr, seq_ptr, out_ptr, dim, L,
     m = m_d[:, None] & (t < L)[None, :]
     o = b64 * s_ob + offs_d.to(tl.int64)[:, None] * s_od + t.to(tl.int64)[None, :] * s_ol
     tl.store(out_ptr + o, acc.to(out_ptr.dtype.element_ty), mask=m)
-
-
-@triton.jit
-def _raw(x_ptr, init_ptr, row, s_l, irow, q, m_d, L, W: tl.constexpr, HAS_INIT: tl.constexpr):
-    """x at positions q (BLOCK_L,) for rows ``row``, from the initial states where q < 0, zero outside."""
-    mq = (q >= 0) & (q < L)
-    v = tl.load(x_ptr + row + q.to(tl.int64)[None, :] * s_l, mask=m_d[:, None] & mq[None, :],
-                other=0.0).to(tl.float32)
-    if HAS_INIT:
-        mi = (q < 0) & (q >= -(W - 1))
-        v += tl.load(init_ptr + irow + (q + W - 1)[None, :], mask=m_d[:, None] & mi[None, :],
-                     other=0.0).to(tl.float32)
-    return v
-
-
-@triton.jit
-def _seq_at(seq_ptr, sb, q, L):
-    """seq_idx at positions q (the initial states belong to the first position's sequence); -1 past the end."""
-    return tl.load(seq_ptr + sb + tl.minimum(tl.maximum(q, 0), L - 1), mask=q < L, other=-1)
 
 
 @triton.jit
