@@ -95,7 +95,6 @@ class _SelectiveScan(torch.autograd.Function):
             uk, dk, zk = _act(u), _act(delta), _act(z)
         Ak = torch.view_as_real(A.to(torch.complex64)).reshape(dim, 2 * N) if cplx else A.float()
         Ak = Ak.contiguous()
-        Bk, Ck = _prep_bc(B, dim, cplx), _prep_bc(C, dim, cplx)
         Dk = None if D is None else D.float().contiguous()
         bk = None if delta_bias is None else delta_bias.float().contiguous()
         K = 2 if cplx else 1
@@ -103,8 +102,6 @@ class _SelectiveScan(torch.autograd.Function):
         if initial_state is not None:
             h0 = initial_state.to(torch.complex64 if cplx else torch.float32)
             h0 = (torch.view_as_real(h0) if cplx else h0).reshape(batch, dim, K * N).contiguous()
-        out = torch.empty(batch, dim, L, device=u.device, dtype=u.dtype)
-        hlast = torch.empty(batch, dim, K * N, device=u.device, dtype=torch.float32)
         bd, bl, nw = _config("fwd", u.device)
         if needs_grad:
             bl = _config("bwd", u.device)[1]
@@ -118,9 +115,13 @@ class _SelectiveScan(torch.autograd.Function):
                                           groups=groups, save_ckpt=needs_grad, ck=ck, cplx=cplx)
             if seq_bwd:
                 Bk, Ck, bl = Bt, Ct, ck
-            elif ckpt is not None:  # (batch, n_chunks, dim, K·N) -> the chunked backward's (batch, dim, n_chunks, K·N)
-                ckpt = ckpt.transpose(1, 2).contiguous()
+            else:  # the chunked backward's layouts; ckpt (batch, n_chunks, dim, K·N) -> (batch, dim, n_chunks, K·N)
+                Bk, Ck = _prep_bc(B, dim, cplx), _prep_bc(C, dim, cplx)
+                ckpt = None if ckpt is None else ckpt.transpose(1, 2).contiguous()
         else:
+            Bk, Ck = _prep_bc(B, dim, cplx), _prep_bc(C, dim, cplx)
+            out = torch.empty(batch, dim, L, device=u.device, dtype=u.dtype)
+            hlast = torch.empty(batch, dim, K * N, device=u.device, dtype=torch.float32)
             if needs_grad:
                 ckpt = torch.empty(batch, dim, n_chunks, K * N, device=u.device, dtype=torch.float32)
             launch_fwd(uk, dk, Ak, Bk, Ck, Dk, zk, bk, h0, out, hlast, ckpt, softplus_=delta_softplus,

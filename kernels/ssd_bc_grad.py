@@ -72,7 +72,8 @@ def _bc_bwd_kernel(
             bs = tl.load(Bp + ps[:, None] * s_bl + n[None, :] * s_bn,
                          mask=(ps[:, None] < L) & nmask[None, :], other=0.0)
             dC += mma(dcb.to(bs.dtype), bs)
-    cm = tl.load(Cp + pm[:, None] * s_cl + n[None, :] * s_cn, mask=mn, other=0.0).to(tl.float32)
+    if DO_C:  # C at the block's own rows: the inter-chunk part of ∂L/∂acs
+        cm = tl.load(Cp + pm[:, None] * s_cl + n[None, :] * s_cn, mask=mn, other=0.0).to(tl.float32)
     if HAS_SEQ:
         qm = tl.load(seq_ptr + b * s_qb + pm * s_ql, mask=mmask, other=-2)
         q_end = tl.load(seq_ptr + b * s_qb + tl.minimum(c * CS + CS - 1, L - 1) * s_ql)
