@@ -6,32 +6,26 @@ The recurrence (Gu & Dao 2023, eq. 2a-2b; Algorithm 2 with Ā = exp(ΔA), B̄ = 
     y_t = C_t · h_t + D u_t                            complex A: y_t = 2 Re(C_t · h_t) + D u_t  (2b)
     out_t = y_t · silu(z_t)
 
-is evaluated a chunk of T steps at a time, with no Python loop over time steps. Inside a chunk let
-S_t = Δ_1 + ... + Δ_t (S_0 = 0, h_0 the state entering the chunk). Unrolling (2a), per channel d and
-state index n (a = A[d, n])::
+is evaluated a chunk of T steps at a time, with no Python loop over time steps. Inside a chunk, with
+e_t = exp(Δ_t a) per channel d and state index n (a = A[d, n]) and h_0 the state entering the chunk,
+unrolling (2a) gives::
 
-    h_t = exp(a S_t) h_0 + Σ_{s≤t} exp(a (S_t - S_s)) Δ_s u_s B_s
-        = E_t ⊙ (G h_0 + Q_t),   Q_t = Σ_{s≤t} Δ_s u_s B_s / E_s,
-    E_t = exp(a (S_t - m)),  G = exp(a m)
+    h_t = P_t ⊙ h_0 + Q_t,   P_t = e_t P_{t-1} = exp(a (Δ_1 + ... + Δ_t)),   Q_t = e_t Q_{t-1} + Δ_t u_t B_t
 
-a factorised form: one exp per element, a division and a cumulative sum over the chunk. The offset m
-(per chunk and channel, the midpoint of the range of S_0..S_T) centres the exponents, so every factor
-lies in [exp(-R), exp(R)] with R = max_n |Re a| (max S - min S) / 2. The states entering the chunks
-follow from a short recurrence over chunks, h_0' = exp(a S_T) h_0 + E_T ⊙ Q_T.
+(P_0 = 1, Q_0 = 0): Q is the chunk's own state (entering state zero) and P its decay. Both recurrences
+advance all chunks of a block together, T - 1 steps of one multiply-add over (chunks, batch, N, dim)
+slices; the states entering the chunks follow from a short recurrence over chunks,
+h_0' = P_T ⊙ h_0 + Q_T, and one more multiply-add over the block adds P_t ⊙ h_0. The arithmetic is the
+plain recurrence's (products of decays, no exponent offsets or divisions), so nothing can overflow that
+the recurrence itself would not, and the rounding is the recurrence's.
 
 Laid out for a CPU: the K chunks of one block (``BLOCK_ELEMENTS`` elements of (K, T, batch, N, dim),
-a few MB that stay in cache) are computed together, time-major, so that the cumulative sum is T - 1
-in-place adds of (K, batch, N, dim) slices (under autograd, a (T, T) lower-triangular matmul); exp is
-``exp2`` of A·log2(e) (several times faster than ``exp`` in torch's CPU kernels); with a time-varying
-C, the contraction (2b) is a batched (1, N) @ (N, dim) matrix product, as C_t is shared by the
-channels of a group. Without autograd every intermediate lives in buffers reused from block to block
-(fresh pages cost more than the arithmetic).
-
-If R exceeds what the compute dtype holds with margin (``MAX_EXPONENT``, halved under autograd), the
-block is redone with chunks half as long, recursively; with T = 1 the offset is the step itself
-(m = Δ), so E = 1 and G = exp(Δ a): the plain recurrence, which cannot overflow. No clamping is ever
-applied, so the result is exact up to rounding, and rounding is relative to the largest term, as in a
-plain scan.
+a few MB) are computed together, time-major, so that each step of the two recurrences is one op over
+contiguous (batch, N, dim) slices of all K chunks; exp is ``exp2`` of Δ·A·log2(e) (several times faster
+than ``exp`` in torch's CPU kernels), one per state element; with a time-varying C, the contraction
+(2b) is a batched (1, N) @ (N, dim) matrix product, as C_t is shared by the channels of a group.
+Without autograd every intermediate lives in buffers reused from block to block (fresh pages cost
+more than the arithmetic) and the recurrences update them in place.
 
 The state is fp32 (complex64 for complex A), or float64 (complex128) when u is float64; the output is
 in u's dtype. All inputs are differentiable: with time-varying B and C through the hand-written
@@ -47,11 +41,8 @@ import torch
 import torch.nn.functional as F
 
 CHUNK = 16
-# Elements of one block of (K chunks, T, batch, N, dim): 4 MB per fp32 intermediate, cache-resident.
+# Elements of one block of (K chunks, T, batch, N, dim): 4 MB per fp32 intermediate.
 BLOCK_ELEMENTS = 1 << 20
-# Largest R (|exponent| of the factors E and G): exp(R) times the inputs must stay finite. The backward
-# multiplies by 1/E^2, so under autograd 2R must fit too: half the limit.
-MAX_EXPONENT = {torch.float32: 40.0, torch.float64: 400.0}
 LOG2E = 1.0 / math.log(2.0)
 
 
@@ -132,24 +123,22 @@ class _Scan:
     no contraction (the states are the result)."""
 
     def __init__(self, dt: torch.Tensor, u: torch.Tensor, A: torch.Tensor, B: _BC, C: _BC | None, G: int, T: int,
-                 limit: float, inplace: bool, times_dt: bool = True):
+                 inplace: bool, times_dt: bool = True):
         self.dt, self.u, self.times_dt = dt, u, times_dt  # Δ (after bias and softplus) and u, (batch, dim, L)
         self.batch, self.dim, self.L = dt.shape
         self.N, self.G, self.dg = A.shape[1], G, self.dim // G
         self.A2 = (A * LOG2E).view(G, self.dg, self.N).transpose(1, 2).contiguous()  # (G, N, dg)
-        self.rate = (A.real if A.is_complex() else A).detach().abs().amax(-1)  # max_n |Re a|, (dim,)
-        self.B, self.C, self.limit = B, C, limit
+        self.B, self.C = B, C
         self.block_len = max(1, BLOCK_ELEMENTS // (T * self.batch * self.N * self.dim)) * T
         self.inplace = inplace  # no autograd: reuse buffers, update in place
         self.buf = self._workspace(min(self.block_len, math.ceil(self.L / T) * T), T, A.dtype) if inplace else {}
 
     def _workspace(self, steps: int, T: int, state: torch.dtype) -> dict[str, torch.Tensor]:
-        """Buffers for one block, one allocation per dtype: per step E, Q (batch·N·dim each) and y; per
-        chunk G, decay, local end state, entering state; Δ, Δu and a transpose scratch in u's dtype."""
+        """Buffers for one block, one allocation per dtype: per step E (the decays e, then P), Q
+        (batch·N·dim each) and y; per chunk the entering state; Δ, Δu and a transpose scratch in u's
+        dtype."""
         row, col, K = self.batch * self.N * self.dim, self.batch * self.dim, math.ceil(steps / T)
-        steps += T  # a block redone with shorter chunks pads by less than T
-        parts = [(state, {"E": steps * row, "Q": steps * row, "y": steps * col,
-                          **{k: K * row for k in ("G", "decay", "local", "h0")}}),
+        parts = [(state, {"E": steps * row, "Q": steps * row, "y": steps * col, "h0": K * row}),
                  (self.dt.dtype, {k: steps * col for k in ("dt", "du", "rows")})]
         buf = {}
         for dtype, sizes in parts:
@@ -159,10 +148,8 @@ class _Scan:
         return buf
 
     def _buf(self, name: str, *shape: int) -> torch.Tensor | None:
-        """Buffer ``name`` viewed as ``shape``; None (the op allocates) under autograd or when a block
-        redone with shorter chunks needs more than it holds."""
-        n = math.prod(shape)
-        return self.buf[name][:n].view(shape) if name in self.buf and self.buf[name].numel() >= n else None
+        """Buffer ``name`` viewed as ``shape``; None (the op allocates) under autograd."""
+        return self.buf[name][: math.prod(shape)].view(shape) if name in self.buf else None
 
     def bounds(self) -> list[tuple[int, int]]:
         """The blocks (t0, t1) that ``run`` walks by default."""
@@ -182,79 +169,55 @@ class _Scan:
                 on_block(t0, t1, H[: t1 - t0], h_in)
             if self.C is None:
                 continue
-            y = self._contract(H, t0, H.shape[0])[: t1 - t0].permute(1, 2, 0)
+            y = self._contract(H, t0, H.shape[0])[: t1 - t0]
             if out is None:
-                ys.append(y)
-            else:
-                out[:, :, t0:t1].copy_(y)
+                ys.append(y.permute(1, 2, 0))
+            else:  # through a 2-D transpose into contiguous rows (a strided 3-D copy thrashes the cache)
+                rows = self._buf("rows", self.batch * self.dim * (t1 - t0)).view(self.batch * self.dim, t1 - t0)
+                out[:, :, t0:t1].copy_(rows.copy_(y.reshape(t1 - t0, -1).t()).view(self.batch, self.dim, -1))
         if self.C is None:
             return None, h
         return (torch.cat(ys, dim=-1) if out is None else out), h
 
     def block(self, h: torch.Tensor, t0: int, t1: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The states of steps t0..t1-1, time-major (n, batch, G, N, dim // G) with padding rows after
-        t1-t0, and the state after step t1-1, from the state h before step t0."""
-        b, d = self.batch, self.dim
+        t1-t0 (Δ = 0 there: the state carries through), and the state after the padded block, from the
+        state h before step t0."""
+        b, d, G, N, dg = self.batch, self.dim, self.G, self.N, self.dg
         K = math.ceil((t1 - t0) / T)
+        shape = (K, T, b, G, N, dg)
         rows = self._buf("rows", b * d * (t1 - t0))
-        S = _time_major(self.dt[:, :, t0:t1], K * T, self._buf("dt", K * T, b, d), rows).view(K, T, b, d)
-        S = S.cumsum_(1) if self.inplace else S.cumsum(1)
-        m = self._offset(S, T)
-        if m is None:  # exponents out of range: the same steps in chunks half as long
-            return self.block(h, t0, t1, T // 2)
-        S = S.sub_(m[:, None]) if self.inplace else S - m[:, None]
+        dt = _time_major(self.dt[:, :, t0:t1], K * T, self._buf("dt", K * T, b, d), rows)
+        e = torch.mul(dt.view(K, T, b, G, 1, dg), self.A2, out=self._buf("E", *shape))
+        e = _exp2(e, out=e if self.inplace else None)  # exp(Δ_t a)
         x = self.u[:, :, t0:t1]
         du = _time_major(self.dt[:, :, t0:t1] if self.times_dt else x, K * T, self._buf("du", K * T, b, d), rows,
                          x if self.times_dt else None)
-        E, Q = self._factors(S, du, t0, K, T)
-        H, h = self._states(h, E, Q, m)
-        return H.flatten(0, 1), h
-
-    def _offset(self, S: torch.Tensor, T: int) -> torch.Tensor | None:
-        """m per chunk, (K, batch, dim), from S (K, T, batch, dim); None if R > the limit."""
-        S = S.detach()  # m cancels exactly in E_t/E_s and E·G: no gradient through it
-        if T == 1:
-            return S[:, 0].clone()
-        hi, lo = S.amax(1).clamp_(min=0), S.amin(1).clamp_(max=0)
-        if ((hi - lo).amax(0) * self.rate).amax().item() / 2 > self.limit:
-            return None
-        return (hi + lo) / 2
-
-    def _factors(self, S: torch.Tensor, du: torch.Tensor, t0: int, K: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """E_t = exp(a (S_t - m)) and Q_t = Σ_{s≤t} Δ_s u_s B_s / E_s, (K, T, batch, G, N, dim // G),
-        from S - m and Δu, time-major (K, T, batch, dim)."""
-        b, G, N, dg = self.batch, self.G, self.N, self.dg
-        shape = (K, T, b, G, N, dg)
-        E, Q = self._buf("E", *shape), self._buf("Q", *shape)
-        E = _exp2(torch.mul(S.view(K, T, b, G, 1, dg), self.A2, out=E), out=E)
-        Q = torch.mul(self.B.against(t0, K, T), du.view(K, T, b, G, 1, dg), out=Q)
-        Q = torch.div(Q, E, out=Q if self.inplace else None)
-        if not self.inplace:  # a lower-triangular (T, T) matmul: torch's cumsum over a middle dim is slow
-            tri = torch.ones(T, T, dtype=Q.dtype, device=Q.device).tril_()
-            return E, torch.matmul(tri, Q.view(K, T, -1)).view(Q.shape)
-        rows = Q.unbind(1)
-        for prev, row in zip(rows[:-1], rows[1:], strict=True):
-            row.add_(prev)
-        return E, Q
-
-    def _states(
-        self, h: torch.Tensor, E: torch.Tensor, Q: torch.Tensor, m: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """h_t = E_t ⊙ (G h_0 + Q_t) at every step of the block (in Q's buffer), and the state after
-        it. The states h_0 entering the K chunks: h_0' = exp(a S_T) h_0 + E_T ⊙ Q_T, chunk by chunk."""
-        K, b, G, N, dg = E.shape[0], self.batch, self.G, self.N, self.dg
-        chunk = (K, b, G, N, dg)
-        Gm = self._buf("G", *chunk)
-        Gm = _exp2(torch.mul(m.view(K, b, G, 1, dg), self.A2, out=Gm), out=Gm)
-        decay = torch.mul(Gm, E[:, -1], out=self._buf("decay", *chunk))  # exp(a S_T)
-        local = torch.mul(E[:, -1], Q[:, -1], out=self._buf("local", *chunk))  # end state from h_0 = 0
+        q = torch.mul(self.B.against(t0, K, T), du.view(K, T, b, G, 1, dg), out=self._buf("Q", *shape))
+        P, q = self._within_chunks(e, q)
+        decay, local = P[:, -1], q[:, -1]  # per chunk: exp(a S_T) and the end state from h_0 = 0
         hs = [h]
         for decay_k, local_k in zip(decay.unbind(0), local.unbind(0), strict=True):
             hs.append(torch.addcmul(local_k, decay_k, hs[-1]))
-        h0 = torch.stack(hs[:-1], out=self._buf("h0", *chunk))
-        Gh0 = torch.mul(Gm, h0, out=h0 if self.inplace else None)[:, None]
-        H = torch.add(Q, Gh0, out=Q if self.inplace else None)
-        return torch.mul(H, E, out=H if self.inplace else None), hs[-1]
+        h0 = torch.stack(hs[:-1], out=self._buf("h0", K, b, G, N, dg))[:, None]
+        H = torch.addcmul(q, P, h0, out=q if self.inplace else None)
+        return H.flatten(0, 1), hs[-1]
+
+    def _within_chunks(self, e: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P, Q) along the chunk axis (1) of (K, T, ...) tensors: P_t = e_t P_{t-1} (P_1 = e_1) and the
+        local states Q_t = e_t Q_{t-1} + q_t (Q_1 = q_1): T - 1 steps over all K chunks at once, in place
+        without autograd."""
+        es, qs = e.unbind(1), q.unbind(1)
+        if self.inplace:
+            for t in range(1, len(es)):
+                qs[t].addcmul_(es[t], qs[t - 1])
+                es[t].mul_(es[t - 1])
+            return e, q
+        P, Q = [es[0]], [qs[0]]
+        for e_t, q_t in zip(es[1:], qs[1:], strict=True):
+            Q.append(torch.addcmul(q_t, e_t, Q[-1]))
+            P.append(e_t * P[-1])
+        return torch.stack(P, 1), torch.stack(Q, 1)
 
     def _contract(self, H: torch.Tensor, t0: int, n: int) -> torch.Tensor:
         """y_t = C_t · h_t (2b) of the block, (n, batch, dim); twice the real part for complex A."""
@@ -317,11 +280,10 @@ def selective_scan_ref(
         h = initial_state.to(state).view(batch, G, dim // G, N).transpose(2, 3)
     inplace = not torch.is_grad_enabled() or not any(t.requires_grad for t in (dt, uf, A, Bs.M, Cs.M, h))
     T = max(1, min(chunk_size, L))
-    limit = MAX_EXPONENT[real] if inplace else MAX_EXPONENT[real] / 2
     if not inplace and Bs.varying and Cs.varying:  # the hand-written adjoint
         from seqssm.ops.reference.selective_scan_adjoint import scan_with_adjoint
 
-        y, h = scan_with_adjoint(dt, uf, A, Bs.M, Cs.M, h, T, MAX_EXPONENT[real])
+        y, h = scan_with_adjoint(dt, uf, A, Bs.M, Cs.M, h, T)
     else:  # plain autograd through the chunked arithmetic (time-invariant B or C), or no gradient
-        y, h = _Scan(dt, uf, A, Bs, Cs, G, T, limit, inplace).run(h, T)
+        y, h = _Scan(dt, uf, A, Bs, Cs, G, T, inplace).run(h, T)
     return _skip_and_gate(y, uf, D, z).to(u.dtype), h.transpose(2, 3).reshape(batch, dim, N)

@@ -24,7 +24,7 @@ becomes 2 conj(C_t) g_t: λ_t = 2 conj(C_t) g_t + conj(a_{t+1}) λ_{t+1}, ∂L/�
 
 The adjoint is the forward scan run on reversed time: λ'_r = a'_r λ'_{r-1} + C'_r g'_r with
 λ'_r = λ_{L-1-r}, g' and C' reversed, a'_r = a_{L-r} (Δ' = [0, Δ_{L-1}, ..., Δ_1]) and λ'_{-1} = ∂L/∂h_last;
-so it reuses the forward's chunked code, its exponent guard included. The gradients of the layout changes
+so it reuses the forward's chunked code. The gradients of the layout changes
 (B/C groups, dtypes), softplus, bias, D and z stay with autograd around this function; x = Δ ⊙ u is
 differentiated here: ∂L/∂u = Δ ∂L/∂x, and ∂L/∂Δ gets u ∂L/∂x on top of the decay's part.
 """
@@ -45,13 +45,13 @@ def _channel_major(x: torch.Tensor) -> torch.Tensor:
 
 class _ScanWithAdjoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, dt, u, A, BM, CM, h0, T, limit):
+    def forward(ctx, dt, u, A, BM, CM, h0, T):
         G = BM.shape[2]
-        scan = _Scan(dt, u, A, _BC.of_time_major(BM), _BC.of_time_major(CM), G, T, limit, inplace=True)
+        scan = _Scan(dt, u, A, _BC.of_time_major(BM), _BC.of_time_major(CM), G, T, inplace=True)
         entering = []  # the state entering each block: the backward recomputes a block's states from it
         y, h = scan.run(h0, T, on_block=lambda t0, t1, states, h_in: entering.append(h_in))
         ctx.save_for_backward(dt, u, A, BM, CM, torch.stack(entering))
-        ctx.T, ctx.limit, ctx.bounds = T, limit, scan.bounds()
+        ctx.T, ctx.bounds = T, scan.bounds()
         return y, h
 
     @staticmethod
@@ -70,7 +70,7 @@ class _ScanWithAdjoint(torch.autograd.Function):
         cplx = A.is_complex()
         # States are recomputed block by block (storing all of them, (L, batch, N, dim) fp32, costs more in
         # fresh pages than the recomputation); the adjoint walks the same blocks from the end.
-        forward = _Scan(dt, u, A, _BC.of_time_major(BM), None, G, ctx.T, ctx.limit, inplace=True)
+        forward = _Scan(dt, u, A, _BC.of_time_major(BM), None, G, ctx.T, inplace=True)
         blocks = {t1: (k, t0) for k, (t0, t1) in enumerate(ctx.bounds)}
         lam = torch.empty(max(t1 - t0 for t0, t1 in ctx.bounds), b, G, N, dg, dtype=A3.dtype, device=A3.device)
         reverse = torch.arange(lam.shape[0] - 1, -1, -1, device=A3.device)
@@ -99,22 +99,22 @@ class _ScanWithAdjoint(torch.autograd.Function):
 
         dt_rev = torch.cat([torch.zeros_like(dt[:, :, :1]), dt.flip(-1)[:, :, :-1]], dim=-1)
         C_adj = (2 * CM.conj()).flip(0) if cplx else CM.flip(0)  # y = 2 Re(C h) for complex A
-        adjoint = _Scan(dt_rev, gy.flip(-1), A.conj(), _BC.of_time_major(C_adj), None, G, ctx.T, ctx.limit,
-                        inplace=True, times_dt=False)
+        adjoint = _Scan(dt_rev, gy.flip(-1), A.conj(), _BC.of_time_major(C_adj), None, G, ctx.T, inplace=True,
+                        times_dt=False)
         _, lam0 = adjoint.run(gh, ctx.T, on_block=block, bounds=[(L - t1, L - t0) for t0, t1 in reversed(ctx.bounds)])
         g_h0 = torch.exp(dt[:, :, 0].reshape(b, G, 1, dg) * A3).conj() * lam0
         if cplx:
             g_C.mul_(2)
         g_A = g_A.transpose(1, 2).reshape(G * dg, N)
         g_x = _channel_major(g_xT)  # ∂L/∂x, x = Δ ⊙ u
-        return torch.addcmul(_channel_major(g_dt), u, g_x), dt * g_x, g_A, g_B, g_C, g_h0, None, None
+        return torch.addcmul(_channel_major(g_dt), u, g_x), dt * g_x, g_A, g_B, g_C, g_h0, None
 
 
 def scan_with_adjoint(
     dt: torch.Tensor, u: torch.Tensor, A: torch.Tensor, BM: torch.Tensor, CM: torch.Tensor, h0: torch.Tensor,
-    T: int, limit: float,
+    T: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """y (batch, dim, L) and the last state (batch, G, N, dim // G) of the chunked scan, differentiable in
     every argument through the adjoint above. dt = Δ, u: (batch, dim, L); A (dim, N) real;
     BM, CM time-major (L, batch, G, N); h0 (batch, G, N, dim // G); all in the state dtype."""
-    return _ScanWithAdjoint.apply(dt, u, A, BM, CM, h0, T, limit)
+    return _ScanWithAdjoint.apply(dt, u, A, BM, CM, h0, T)
