@@ -236,6 +236,24 @@ def test_bc_bwd_launch_layouts_agree(monkeypatch):
             assert rel(other[k].cpu(), grads[0][k].cpu()) < SAME_FP32, k
 
 
+@pytest.mark.parametrize("rows,cols", [(128, 64), (64, 16), (64, 128)])
+def test_forward_tiles_agree(monkeypatch, rows, cols):
+    """The forward's output tiles (kernels/ssd_chunk_scan.py, ``FWD_ROWS`` x ``FWD_COLS``) order the sums
+    only: other tiles give the same output and final state, with seq_idx and a partial last chunk."""
+    from seqssm.kernels import ssd_chunk_scan
+
+    inp = make(2, 300, 2, 16, 1, 16)
+    seq = torch.tensor([[0] * 100 + [1] * 200, [0] * 300], dtype=torch.int32)
+    runs = []
+    for r, c in ((64, 32), (rows, cols)):
+        monkeypatch.setattr(ssd_chunk_scan, "FWD_ROWS", r)
+        monkeypatch.setattr(ssd_chunk_scan, "FWD_COLS", c)
+        with torch.no_grad():
+            runs.append(run_triton(leaves(inp, torch.float32), 256, seq))
+    for a, b in zip(*runs, strict=True):
+        assert rel(b.cpu(), a.cpu()) < SAME_FP32
+
+
 def test_small_or_odd_chunk_size_is_rounded_up():
     """chunk_size only orders the arithmetic: 5 (odd, < 16) runs as 16 and matches the reference's 5."""
     inp = {k: (None if v is None else v.float().double()) for k, v in make(1, 23, 2, 16, 1, 16).items()}
