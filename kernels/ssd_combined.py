@@ -34,9 +34,6 @@ from seqssm.kernels.ssd_chunk_scan import chunk_scan_bwd_dx, chunk_scan_fwd, gat
 from seqssm.kernels.ssd_chunk_state import chunk_state, varlen_states
 from seqssm.kernels.ssd_cumsum import dt_cumsum_bwd, dt_cumsum_fwd
 from seqssm.kernels.ssd_state_passing import state_passing_bwd, state_passing_fwd
-from seqssm.kernels.ssd_states_fwd import states_fwd
-
-FUSED_STATES = 1
 
 
 def ssd_fwd(
@@ -47,12 +44,9 @@ def ssd_fwd(
     backward needs."""
     dtp, acs = dt_cumsum_fwd(dt, A, chunk_size, dt_bias, dt_softplus, dt_limit)
     cb = chunk_cb(C, B, chunk_size)
-    if FUSED_STATES:
-        hprev, final = states_fwd(x, B, dtp, acs, initial_states, seq_idx)
-    else:
-        S = chunk_state(x, B, dtp, acs, seq_idx, to_end=True)
-        hprev, final = state_passing_fwd(S, acs, initial_states, seq_idx, out_dtype=x.dtype)
-        del S
+    S = chunk_state(x, B, dtp, acs, seq_idx, to_end=True)
+    hprev, final = state_passing_fwd(S, acs, initial_states, seq_idx, out_dtype=x.dtype)
+    del S
     out, y = chunk_scan_fwd(x, C, cb, hprev, dtp, acs, seq_idx, D, z, store_y)
     return out, final, (dtp, acs, cb, hprev, y)
 
