@@ -22,6 +22,7 @@ time without host launch cost).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -64,6 +65,22 @@ def load_old(folder: str) -> types.ModuleType:
         sys.modules[mod.__name__] = mod
         exec(compile(src, mod.__file__, "exec"), mod.__dict__)
     return mod
+
+
+@contextlib.contextmanager
+def patched(patch: dict[str, int]):
+    """Module constants of seqssm.kernels set for the duration (``{"ssd_chunk_scan.FWD_COLS": 16}``)."""
+    saved = {}
+    for key, value in patch.items():
+        mod_name, attr = key.rsplit(".", 1)
+        mod = importlib.import_module(f"seqssm.kernels.{mod_name}")
+        saved[(mod, attr)] = getattr(mod, attr)
+        setattr(mod, attr, value)
+    try:
+        yield
+    finally:
+        for (mod, attr), value in saved.items():
+            setattr(mod, attr, value)
 
 
 def graph_ms(fn) -> float | None:
@@ -122,11 +139,12 @@ class AttentionBlock(torch.nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, L, d))
 
 
-def block_rows(spec: str, graphs: bool, emit, kernels: bool = False, old_conv: str | None = None) -> None:
+def block_rows(spec: str, graphs: bool, emit, kernels: bool = False, old_conv: str | None = None,
+               patches: dict[str, dict[str, int]] | None = None) -> None:
     """A Mamba2 block (d_model 1024: d_inner 2048 = 32 heads x 64, N 128, 1 group) and a Mamba block (d_model
     1024, N 16) against an attention block of the same d_model, forward+backward through the block's
     parameters and input, wall and graph time; with ``old_conv`` (an earlier kernels/causal_conv1d.py) the
-    Mamba blocks again with that conv."""
+    Mamba blocks again with that conv; with ``patches`` (``--patch``) the Mamba2 block again under each."""
     from ssd import bench, peak_gib
 
     from seqssm.kernels import causal_conv1d
@@ -141,33 +159,36 @@ def block_rows(spec: str, graphs: bool, emit, kernels: bool = False, old_conv: s
         spec_.loader.exec_module(mod)
         convs.append((" (old conv)", mod.causal_conv1d_triton))
     batch, L = (int(v) for v in spec.split("x"))
-    blocks = [(f"Mamba2 block d_model 1024{tag}", lambda: Mamba2(1024, 128, headdim=64), fn) for tag, fn in convs]
-    blocks += [(f"Mamba block d_model 1024 N 16{tag}", lambda: Mamba(1024, 16), fn) for tag, fn in convs]
-    blocks.append(("attention block d_model 1024 (16 heads x 64)", lambda: AttentionBlock(1024), convs[0][1]))
+    mamba2 = lambda: Mamba2(1024, 128, headdim=64)  # noqa: E731
+    blocks = [(f"Mamba2 block d_model 1024{tag}", mamba2, fn, {}) for tag, fn in convs]
+    blocks += [(f"Mamba2 block d_model 1024 {name}", mamba2, convs[0][1], p) for name, p in (patches or {}).items()]
+    blocks += [(f"Mamba block d_model 1024 N 16{tag}", lambda: Mamba(1024, 16), fn, {}) for tag, fn in convs]
+    blocks.append(("attention block d_model 1024 (16 heads x 64)", lambda: AttentionBlock(1024), convs[0][1], {}))
     new_conv = causal_conv1d.causal_conv1d_triton
-    for label, make, conv in blocks:
+    for label, make, conv, patch in blocks:
         causal_conv1d.causal_conv1d_triton = conv  # the ops layer imports it at every call
         try:
-            block = make().to("cuda", torch.bfloat16)
-            x = torch.randn(batch, L, 1024, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-            g = torch.randn_like(x)
-            params = [x, *block.parameters()]
+            with patched(patch):
+                block = make().to("cuda", torch.bfloat16)
+                x = torch.randn(batch, L, 1024, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+                g = torch.randn_like(x)
+                params = [x, *block.parameters()]
 
-            def run(block=block, x=x, g=g, params=params):
-                torch.autograd.grad(block(x), params, g)
+                def run(block=block, x=x, g=g, params=params):
+                    torch.autograd.grad(block(x), params, g)
 
-            with torch.no_grad():
-                row = {"shape": spec, "variant": label, "fwd_ms": bench(lambda block=block, x=x: block(x))}
-            row.update(fwdbwd_ms=bench(run), peak_gib=peak_gib(run),
-                       params=sum(p.numel() for p in block.parameters()))
-            if graphs:
-                row["fwdbwd_graph_ms"] = graph_ms(run)
-            if kernels:
-                row["kernels"] = kernel_table(run)
-                for r in row["kernels"][:12]:
-                    log(f"  {r['ms_per_call']:.3f} ms x{r['count_per_call']:.0f}  {r['kernel']}")
-            emit(row)
-            del block, x, g, params
+                with torch.no_grad():
+                    row = {"shape": spec, "variant": label, "fwd_ms": bench(lambda block=block, x=x: block(x))}
+                row.update(fwdbwd_ms=bench(run), peak_gib=peak_gib(run),
+                           params=sum(p.numel() for p in block.parameters()))
+                if graphs:
+                    row["fwdbwd_graph_ms"] = graph_ms(run)
+                if kernels:
+                    row["kernels"] = kernel_table(run)
+                    for r in row["kernels"][:12]:
+                        log(f"  {r['ms_per_call']:.3f} ms x{r['count_per_call']:.0f}  {r['kernel']}")
+                emit(row)
+                del block, x, g, params
         finally:
             causal_conv1d.causal_conv1d_triton = new_conv
         torch.cuda.empty_cache()
@@ -243,34 +264,26 @@ def main() -> None:
         sys.modules.setdefault("mamba_ssm", pkg)
         from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined as mamba_fn
     chunks = [int(c) for c in a.chunks.split(",")]
+    patches = {name: {k: int(v) for k, v in (kv.split("=") for kv in sets.split(","))}
+               for name, sets in (spec.split(":", 1) for spec in a.patch)}
     fla = importlib.util.find_spec("fla") is not None and not a.no_fla
     for shape in filter(None, a.shapes.split(",")):
         batch, L, n = ([int(v) for v in shape.split("x")] + [128])[:3]
         variants = [(f"ours chunk {c}", api(ssd_combined.ssd_triton), c, {}) for c in chunks]
-        for spec in a.patch:
-            name, sets = spec.split(":", 1)
-            variants.append((f"ours {name} chunk 256", api(ssd_combined.ssd_triton), 256,
-                             {k: int(v) for k, v in (kv.split("=") for kv in sets.split(","))}))
+        for name, patch in patches.items():
+            variants.append((f"ours {name} chunk 256", api(ssd_combined.ssd_triton), 256, patch))
         variants += [(f"{name} chunk 256", api(o.ssd_triton), 256, {}) for name, o in olds.items()]
         if mamba_fn is not None:
             variants += [(f"mamba_ssm chunk {c}", mamba_fn, c, {}) for c in map(int, a.mamba_chunks.split(","))]
         base = None
         rows = []
         for label, fn, c, patch in variants:
-            saved = {}
-            for key, value in patch.items():
-                mod_name, attr = key.rsplit(".", 1)
-                mod = importlib.import_module(f"seqssm.kernels.{mod_name}")
-                saved[(mod, attr)] = getattr(mod, attr)
-                setattr(mod, attr, value)
             try:
-                t = ssd_inputs(batch, 32, 64, n, L)
-                row = {"shape": shape, "variant": label, **timed(call_of(fn, t, c), t, a.graphs)}
+                with patched(patch):
+                    t = ssd_inputs(batch, 32, 64, n, L)
+                    row = {"shape": shape, "variant": label, **timed(call_of(fn, t, c), t, a.graphs)}
             except Exception as e:  # noqa: BLE001
                 row = {"shape": shape, "variant": label, "error": f"{type(e).__name__}: {str(e)[:300]}"}
-            finally:
-                for (mod, attr), value in saved.items():
-                    setattr(mod, attr, value)
             if label == "mamba_ssm chunk 256":
                 base = row.get("fwdbwd_ms")
             rows.append(row)
@@ -296,20 +309,22 @@ def main() -> None:
             torch.cuda.empty_cache()
     new_impl = ssd_combined.ssd_triton
     for L in [int(v) for v in a.rotary.split(",") if v]:
-        for label, impl in [("", new_impl)] + ([(" old", old.ssd_triton)] if old else []):
+        runs = [("", new_impl, {})] + [(f" {name}", new_impl, p) for name, p in patches.items()]
+        for label, impl, patch in runs + ([(" old", old.ssd_triton, {})] if old else []):
             for c in chunks if not label else [256]:
                 ssd_combined.ssd_triton = impl  # the ops layer imports it at every call
                 try:
-                    plain = rotary_inputs(1, 32, 64, 128, L, 1)
-                    plain.pop("theta")
-                    p = timed(ssd_call(plain, False, chunk=c), plain, a.graphs)
-                    emit({"shape": f"1x{L}", "variant": f"plain SSD{label} chunk {c}", **p})
-                    del plain
-                    rot = rotary_inputs(1, 32, 64, 128, L, 32)
-                    r = timed(ssd_call(rot, True, chunk=c), rot, a.graphs)
-                    emit({"shape": f"1x{L}", "variant": f"rotary R=N/4{label} chunk {c}", **r,
-                          "ratio": r["fwdbwd_ms"] / p["fwdbwd_ms"], "fwd_ratio": r["fwd_ms"] / p["fwd_ms"]})
-                    del rot
+                    with patched(patch):
+                        plain = rotary_inputs(1, 32, 64, 128, L, 1)
+                        plain.pop("theta")
+                        p = timed(ssd_call(plain, False, chunk=c), plain, a.graphs)
+                        emit({"shape": f"1x{L}", "variant": f"plain SSD{label} chunk {c}", **p})
+                        del plain
+                        rot = rotary_inputs(1, 32, 64, 128, L, 32)
+                        r = timed(ssd_call(rot, True, chunk=c), rot, a.graphs)
+                        emit({"shape": f"1x{L}", "variant": f"rotary R=N/4{label} chunk {c}", **r,
+                              "ratio": r["fwdbwd_ms"] / p["fwdbwd_ms"], "fwd_ratio": r["fwd_ms"] / p["fwd_ms"]})
+                        del rot
                 except Exception as e:  # noqa: BLE001
                     emit({"shape": f"1x{L}", "variant": f"rotary{label} chunk {c}", "error": repr(e)[:300]})
                 finally:
@@ -329,7 +344,7 @@ def main() -> None:
             write_json(stem + ".json", res)
             del t
     for spec in filter(None, a.blocks.split(",")):
-        block_rows(spec, a.graphs, emit, a.block_kernels, a.old_conv)
+        block_rows(spec, a.graphs, emit, a.block_kernels, a.old_conv, patches)
     write_text(stem + ".md", markdown(res))
     print(markdown(res), flush=True)
 

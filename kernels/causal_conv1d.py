@@ -252,11 +252,18 @@ def _channels_last(x: torch.Tensor) -> bool:
     return x.stride(1) == 1 and x.stride(2) != 1
 
 
+# Tiles of channels-last x (BLOCK_D channels x BLOCK_L positions). Mamba2 block fwd+bwd (H200, graph, 4 x 4K /
+# 4 x 8K; bench/results/ssd_chunks_2026-12-04_h200_conv_tiles.md): 64 x 64 2.82 / 5.43 ms, 128 x 32 2.86 / 5.50,
+# 32 x 128 2.81 / 5.39, 64 x 32 2.89 / 5.70, 256 x 16 3.09 / 5.95.
+LAST_BLOCK_D = 64
+LAST_BLOCK_L = 64
+
+
 def _blocks(x: torch.Tensor) -> tuple[int, int]:
     """(BLOCK_D, BLOCK_L): long runs along the axis that is contiguous in memory."""
     if not x.is_cuda:
         return 4, 16
-    return (64, 64) if _channels_last(x) else (4, 256)
+    return (LAST_BLOCK_D, LAST_BLOCK_L) if _channels_last(x) else (4, 256)
 
 
 

@@ -50,6 +50,9 @@ from seqssm.kernels.selective_scan_fwd_seq import sincos
 
 BL = 32  # positions per program, and per angle block
 WARPS = 8  # the backward holds ~12 (BL, R) fp32 tiles: 8 warps keep them in registers at R = 64
+# About how many programs the head split aims at (``head_split``). Rotary SSD fwd+bwd at 1 x 32K (H200, graph;
+# bench/results/ssd_chunks_2026-12-04_h200_rotary_split_blocks.md): 1024 4.84 ms, 4096 4.96, 16384 5.39.
+PROGRAMS = 1024
 
 
 @triton.jit
@@ -214,11 +217,11 @@ def _fast(B: torch.Tensor) -> bool:
     return inline_ptx(B) and B.dtype in (torch.bfloat16, torch.float16)
 
 
-def head_split(heads_per_group: int, programs: int, target: int = 1024) -> int:
-    """Into how many slices both kernels cut each group's heads: the fewest that give about ``target``
+def head_split(heads_per_group: int, programs: int) -> int:
+    """Into how many slices both kernels cut each group's heads: the fewest that give about ``PROGRAMS``
     programs (fewer slices read B, C and θ fewer times; in the backward each slice's B, C gradients are
     a full fp32 copy summed afterwards); a divisor of ``heads_per_group``."""
-    want = min(heads_per_group, max(1, -(-target // programs)))
+    want = min(heads_per_group, max(1, -(-PROGRAMS // programs)))
     return next(d for d in range(want, heads_per_group + 1) if heads_per_group % d == 0)
 
 
