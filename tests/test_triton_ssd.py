@@ -85,9 +85,12 @@ def check_fwd_bwd(inp, chunk, dtype, seq_idx=None):
         if tri[k] is not None:
             errs["d" + k] = rel(tri[k].grad.cpu(), ref[k].grad)
     # dA and d dt_bias sum ~batch*L terms of both signs: their relative error grows with the
-    # cancellation, so they get a wider bound (10x in fp32, where it is rounding alone; 4x in bf16)
-    # (on a GPU, tf32 dots: ddt_bias measured 0.022 at L 100, N 64 on the H100)
-    widen = {torch.float32: 30 if DEV == "cuda" else 10, torch.bfloat16: 4}[dtype]
+    # cancellation, so they get a wider bound (10x in fp32, where it is rounding alone; 4x in bf16).
+    # On a GPU fp32 inputs meet tf32 dots (2^-11 rounding; the train CLI's matmul precision "high"):
+    # ddt_bias measured 0.022 at L 100, N 64 on the H100; at chunk 256 + 37, N 64 the interpreter with
+    # tf32-rounded dot operands gives dA 0.108 / 0.020 and ddt_bias 0.015 / 0.078 (seeds 0 / 1; exact fp32
+    # 1.1e-4), and three such production shapes failed the former 30x (6e-2) on the H200 on 2026-12-04.
+    widen = {torch.float32: 100 if DEV == "cuda" else 10, torch.bfloat16: 4}[dtype]
     bad = {k: v for k, v in errs.items() if not v < TOL[dtype] * (widen if k in REDUCED else 1)}
     assert not bad, f"relative errors over {TOL[dtype]}: {bad} (all: {errs})"
     return errs
