@@ -132,13 +132,14 @@ class _Scan:
         self.block_len = max(1, BLOCK_ELEMENTS // (T * self.batch * self.N * self.dim)) * T
         self.inplace = inplace  # no autograd: reuse buffers, update in place
         self.buf = self._workspace(min(self.block_len, math.ceil(self.L / T) * T), T, A.dtype) if inplace else {}
+        self.views: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
     def _workspace(self, steps: int, T: int, state: torch.dtype) -> dict[str, torch.Tensor]:
         """Buffers for one block, one allocation per dtype: per step E (the decays e, then P), Q
         (batch·N·dim each) and y; per chunk the entering state; Δ, Δu and a transpose scratch in u's
         dtype."""
         row, col, K = self.batch * self.N * self.dim, self.batch * self.dim, math.ceil(steps / T)
-        parts = [(state, {"E": steps * row, "Q": steps * row, "y": steps * col, "h0": K * row}),
+        parts = [(state, {"E": steps * row, "Q": steps * row, "y": steps * col, "h0": (K + 1) * row}),
                  (self.dt.dtype, {k: steps * col for k in ("dt", "du", "rows")})]
         buf = {}
         for dtype, sizes in parts:
@@ -195,19 +196,43 @@ class _Scan:
                          x if self.times_dt else None)
         q = torch.mul(self.B.against(t0, K, T), du.view(K, T, b, G, 1, dg), out=self._buf("Q", *shape))
         P, q = self._within_chunks(e, q)
-        decay, local = P[:, -1], q[:, -1]  # per chunk: exp(a S_T) and the end state from h_0 = 0
-        hs = [h]
-        for decay_k, local_k in zip(decay.unbind(0), local.unbind(0), strict=True):
-            hs.append(torch.addcmul(local_k, decay_k, hs[-1]))
-        h0 = torch.stack(hs[:-1], out=self._buf("h0", K, b, G, N, dg))[:, None]
-        H = torch.addcmul(q, P, h0, out=q if self.inplace else None)
-        return H.flatten(0, 1), hs[-1]
+        h0, h = self._entering(h, P, q)
+        H = torch.addcmul(q, P, h0[:, None], out=q if self.inplace else None)
+        return H.flatten(0, 1), h
+
+    def _entering(self, h: torch.Tensor, P: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The states entering the K chunks, (K, batch, G, N, dim // G), from h_0' = P_T ⊙ h_0 + Q_T
+        (P_T = exp(a S_T), Q_T the chunk's end state from zero), and the state after the last chunk.
+        In place: straight into the workspace's rows."""
+        decay, local = self._rows(P[:, -1], "decay"), self._rows(q[:, -1], "local")
+        if not self.inplace:
+            hs = [h]
+            for decay_k, local_k in zip(decay, local, strict=True):
+                hs.append(torch.addcmul(local_k, decay_k, hs[-1]))
+            return torch.stack(hs[:-1]), hs[-1]
+        K = len(decay)
+        h0 = self._buf("h0", K + 1, *h.shape)
+        h0[0].copy_(h)
+        rows = self._rows(h0, "h0")
+        for k in range(K):
+            torch.addcmul(local[k], decay[k], rows[k], out=rows[k + 1])
+        return h0[:K], h0[K].clone()
+
+    def _rows(self, x: torch.Tensor, name: str, dim: int = 0) -> tuple[torch.Tensor, ...]:
+        """x.unbind(dim), remembered per name and shape for the in-place path (the buffers are the same
+        from block to block, and unbinding every block cost ~5% of the forward)."""
+        if not self.inplace:
+            return x.unbind(dim)
+        key = (name, x.shape, x.data_ptr())
+        if key not in self.views:
+            self.views[key] = x.unbind(dim)
+        return self.views[key]
 
     def _within_chunks(self, e: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(P, Q) along the chunk axis (1) of (K, T, ...) tensors: P_t = e_t P_{t-1} (P_1 = e_1) and the
         local states Q_t = e_t Q_{t-1} + q_t (Q_1 = q_1): T - 1 steps over all K chunks at once, in place
         without autograd."""
-        es, qs = e.unbind(1), q.unbind(1)
+        es, qs = self._rows(e, "e", 1), self._rows(q, "q", 1)
         if self.inplace:
             for t in range(1, len(es)):
                 qs[t].addcmul_(es[t], qs[t - 1])
