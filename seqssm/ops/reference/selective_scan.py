@@ -202,9 +202,9 @@ class _Scan:
 
     def _entering(self, h: torch.Tensor, P: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The states entering the K chunks, (K, batch, G, N, dim // G), from h_0' = P_T ⊙ h_0 + Q_T
-        (P_T = exp(a S_T), Q_T the chunk's end state from zero), and the state after the last chunk.
+        (P_T = exp(a (Δ_1 + ... + Δ_T)), Q_T the chunk's end state from zero), and the state after the last chunk.
         In place: straight into the workspace's rows."""
-        decay, local = self._rows(P[:, -1], "decay"), self._rows(q[:, -1], "local")
+        decay, local = self._rows(P[:, -1]), self._rows(q[:, -1])
         if not self.inplace:
             hs = [h]
             for decay_k, local_k in zip(decay, local, strict=True):
@@ -213,17 +213,17 @@ class _Scan:
         K = len(decay)
         h0 = self._buf("h0", K + 1, *h.shape)
         h0[0].copy_(h)
-        rows = self._rows(h0, "h0")
+        rows = self._rows(h0)
         for k in range(K):
             torch.addcmul(local[k], decay[k], rows[k], out=rows[k + 1])
         return h0[:K], h0[K].clone()
 
-    def _rows(self, x: torch.Tensor, name: str, dim: int = 0) -> tuple[torch.Tensor, ...]:
-        """x.unbind(dim), remembered per name and shape for the in-place path (the buffers are the same
-        from block to block, and unbinding every block cost ~5% of the forward)."""
+    def _rows(self, x: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, ...]:
+        """x.unbind(dim), remembered per view of the workspace for the in-place path (the buffers are the
+        same from block to block, and unbinding every block cost ~5% of the forward)."""
         if not self.inplace:
             return x.unbind(dim)
-        key = (name, x.shape, x.data_ptr())
+        key = (x.data_ptr(), x.shape, x.stride(), dim)
         if key not in self.views:
             self.views[key] = x.unbind(dim)
         return self.views[key]
@@ -232,7 +232,7 @@ class _Scan:
         """(P, Q) along the chunk axis (1) of (K, T, ...) tensors: P_t = e_t P_{t-1} (P_1 = e_1) and the
         local states Q_t = e_t Q_{t-1} + q_t (Q_1 = q_1): T - 1 steps over all K chunks at once, in place
         without autograd."""
-        es, qs = self._rows(e, "e", 1), self._rows(q, "q", 1)
+        es, qs = self._rows(e, 1), self._rows(q, 1)
         if self.inplace:
             for t in range(1, len(es)):
                 qs[t].addcmul_(es[t], qs[t - 1])
